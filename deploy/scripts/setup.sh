@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what calico-agent needs on a fresh Debian machine (run as root): the kernel tools and
+# etcd from Debian, the npm dependencies, and the TypeScript build. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+need=()
+for pkg in etcd-server etcd-client iptables ipset iproute2 iputils-ping netcat-openbsd procps util-linux; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+npm run build --silent

@@ -1,0 +1,181 @@
+/**
+ * IP addresses and CIDRs: parsing and canonical text forms (pure, no Node APIs).
+ *
+ * Invariants:
+ * - Canonical IPv4 is dotted quad; canonical IPv6 is RFC 5952 (lower case, longest zero run as
+ *   `::`, no leading zeros).
+ * - A canonical CIDR keeps its host bits (`10.0.0.1/24` stays so), as Calico v1 stored them;
+ *   a bare address gets a host prefix (`/32`, `/128`).
+ * - IPv4 CIDRs accept netaddr's short forms when a prefix is given (`10/8` → `10.0.0.0/8`).
+ */
+
+export type IpVersion = 4 | 6;
+
+export interface ParsedCidr {
+  version: IpVersion;
+  /** Address bytes (4 or 16). */
+  bytes: number[];
+  prefix: number;
+}
+
+function parseIpv4Parts(text: string, allowShort: boolean): number[] | undefined {
+  const parts = text.split('.');
+  if (parts.length > 4 || (!allowShort && parts.length !== 4)) return undefined;
+  const bytes: number[] = [];
+  for (const part of parts) {
+    if (!/^\d{1,3}$/.test(part)) return undefined;
+    const n = Number(part);
+    if (n > 255) return undefined;
+    bytes.push(n);
+  }
+  while (bytes.length < 4) bytes.push(0);
+  return bytes;
+}
+
+function parseIpv6Bytes(text: string): number[] | undefined {
+  if (!/^[0-9a-fA-F:.]+$/.test(text)) return undefined;
+  let groupsText = text;
+  if (text.includes('.')) {
+    // An embedded IPv4 tail (`::ffff:1.2.3.4`) is rewritten as its two hex groups.
+    const lastColon = text.lastIndexOf(':');
+    const v4 = parseIpv4Parts(text.slice(lastColon + 1), false);
+    if (!v4) return undefined;
+    const hi = ((v4[0]! << 8) | v4[1]!).toString(16);
+    const lo = ((v4[2]! << 8) | v4[3]!).toString(16);
+    groupsText = `${text.slice(0, lastColon + 1)}${hi}:${lo}`;
+  }
+  const halves = groupsText.split('::');
+  if (halves.length > 2) return undefined;
+  const parseGroups = (s: string): number[] | undefined => {
+    if (s === '') return [];
+    const out: number[] = [];
+    for (const g of s.split(':')) {
+      if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return undefined;
+      out.push(parseInt(g, 16));
+    }
+    return out;
+  };
+  const head = parseGroups(halves[0]!);
+  const rest = halves.length === 2 ? parseGroups(halves[1]!) : [];
+  if (!head || !rest) return undefined;
+  const explicit = head.length + rest.length;
+  let groups: number[];
+  if (halves.length === 2) {
+    if (explicit > 7) return undefined;
+    groups = [...head, ...new Array<number>(8 - explicit).fill(0), ...rest];
+  } else {
+    if (explicit !== 8) return undefined;
+    groups = head;
+  }
+  return groups.flatMap((g) => [g >> 8, g & 0xff]);
+}
+
+function formatIpv6(bytes: number[]): string {
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  const left = hex.slice(0, bestStart).join(':');
+  const right = hex.slice(bestStart + bestLen).join(':');
+  return `${left}::${right}`;
+}
+
+export function formatIp(version: IpVersion, bytes: number[]): string {
+  return version === 4 ? bytes.join('.') : formatIpv6(bytes);
+}
+
+/** Parses a bare IPv4 or IPv6 address. */
+export function parseIp(text: string): { version: IpVersion; bytes: number[] } | undefined {
+  const v4 = parseIpv4Parts(text, false);
+  if (v4) return { version: 4, bytes: v4 };
+  if (text.includes(':')) {
+    const v6 = parseIpv6Bytes(text);
+    if (v6) return { version: 6, bytes: v6 };
+  }
+  return undefined;
+}
+
+/** Parses `addr[/prefix]`; a bare address gets a host prefix. */
+export function parseCidr(text: string): ParsedCidr | undefined {
+  const slash = text.indexOf('/');
+  const addrText = slash < 0 ? text : text.slice(0, slash);
+  const prefixText = slash < 0 ? undefined : text.slice(slash + 1);
+  if (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) return undefined;
+  let version: IpVersion;
+  let bytes: number[] | undefined;
+  if (addrText.includes(':')) {
+    version = 6;
+    bytes = parseIpv6Bytes(addrText);
+  } else {
+    version = 4;
+    bytes = parseIpv4Parts(addrText, prefixText !== undefined);
+  }
+  if (!bytes) return undefined;
+  const maxPrefix = version === 4 ? 32 : 128;
+  const prefix = prefixText === undefined ? maxPrefix : Number(prefixText);
+  if (prefix > maxPrefix) return undefined;
+  return { version, bytes, prefix };
+}
+
+export function formatCidr(cidr: ParsedCidr): string {
+  return `${formatIp(cidr.version, cidr.bytes)}/${cidr.prefix}`;
+}
+
+/** Canonical CIDR text, or undefined when `text` is not a CIDR or bare IP. */
+export function canonicalCidr(text: string): string | undefined {
+  const parsed = parseCidr(text);
+  return parsed && formatCidr(parsed);
+}
+
+/** Canonical bare IP text, or undefined. */
+export function canonicalIp(text: string): string | undefined {
+  const parsed = parseIp(text);
+  return parsed && formatIp(parsed.version, parsed.bytes);
+}
+
+/** IP version of a CIDR or bare address (no validation beyond the separator). */
+export function cidrVersion(text: string): IpVersion {
+  return text.includes(':') ? 6 : 4;
+}
+
+/** The address part of a canonical CIDR (`10.0.0.1/32` → `10.0.0.1`). */
+export function cidrAddress(cidr: string): string {
+  const slash = cidr.indexOf('/');
+  return slash < 0 ? cidr : cidr.slice(0, slash);
+}
+
+/** The CIDR with its host bits cleared (`10.0.0.1/24` → `10.0.0.0/24`). */
+export function maskedCidr(cidr: string): string | undefined {
+  const parsed = parseCidr(cidr);
+  if (!parsed) return undefined;
+  const bytes = parsed.bytes.map((b, i) => {
+    const bitsLeft = parsed.prefix - i * 8;
+    if (bitsLeft >= 8) return b;
+    if (bitsLeft <= 0) return 0;
+    return b & (0xff << (8 - bitsLeft)) & 0xff;
+  });
+  return formatCidr({ ...parsed, bytes });
+}
+
+const MAC_RE = /^([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})$/;
+
+/** Lower-case colon form of a MAC (`AA-bb-…` → `aa:bb:…`), or undefined. */
+export function canonicalMac(text: string): string | undefined {
+  const m = MAC_RE.exec(text);
+  return m ? m.slice(1).join(':').toLowerCase() : undefined;
+}

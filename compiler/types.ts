@@ -111,8 +111,18 @@ export interface DataplaneSpec {
 export interface KernelTableState {
   /** Our chains (by name prefix): the hash of each rule in order, null for a rule without one. */
   chains: ReadonlyMap<string, readonly (string | null)[]>;
-  /** Built-in chains we hook: per rule, our hook hash or null for somebody else's rule. */
-  builtins: ReadonlyMap<string, readonly (string | null)[]>;
+  /** Built-in chains we hook (INPUT, FORWARD, OUTPUT, PREROUTING): every rule in order. */
+  builtins: ReadonlyMap<string, readonly BuiltinRule[]>;
+}
+
+/**
+ * A rule of a built-in chain as read back: `hash` is set when the rule carries our hash comment
+ * (it is one of our hooks); `rule` is its text as `iptables-save` prints it, without
+ * `-A <chain> `, so a stale hook can be deleted by specification.
+ */
+export interface BuiltinRule {
+  hash: string | null;
+  rule: string;
 }
 
 export interface KernelIpsetState {

@@ -1,0 +1,242 @@
+/**
+ * Wiring of one calico-agent: etcd client → Syncer → Reconciler (→ kernel via the dataplane
+ * writers) → StatusReporter, plus the health/metrics listener. `startAgent` runs the daemon,
+ * `runOnce` the `--once` and `--once --dry-run` modes. main.ts only parses config, calls these
+ * and maps outcomes to exit codes; tests and the e2e harness may call them directly.
+ *
+ * Invariant: stopping an agent never touches the kernel (no flush): rules stay in place and
+ * keep failing closed until the next agent adopts them.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Etcd3 } from 'etcd3';
+import { defaultCompilerConfig, type CompilerConfig, type FamilyPlan, type IpFamily } from '../compiler/index.js';
+import { createEtcdClient } from '../src/datastore/client.js';
+import { createCommandRunner } from './dataplane/command-runner.js';
+import { createFamilyDataplane } from './dataplane/family-dataplane.js';
+import { selectIptablesBackend } from './dataplane/iptables-backend.js';
+import { createPlumbing } from './dataplane/plumbing.js';
+import type { CommandRunner } from './dataplane/types.js';
+import type { AgentConfig } from './config.js';
+import { startHttpServer, type HttpServerHandle } from './http-server.js';
+import type { Logger } from './logger.js';
+import { createAgentMetrics, type AgentMetrics } from './metrics.js';
+import { Reconciler, type ApplyReport } from './reconciler.js';
+import { StatusReporter } from './status.js';
+import { Syncer } from './syncer.js';
+
+export interface AgentDeps {
+  log: Logger;
+  /** Defaults to `createEtcdClient(config.etcd)`; closed by the agent only when it created it. */
+  client?: Etcd3;
+  /** Defaults to `createCommandRunner({ netns: config.dataplaneNetns })`. */
+  runner?: CommandRunner;
+  metrics?: AgentMetrics;
+}
+
+export interface Agent {
+  config: AgentConfig;
+  syncer: Syncer;
+  reconciler: Reconciler;
+  status: StatusReporter;
+  metrics: AgentMetrics;
+  /** The health listener, when enabled. */
+  http: HttpServerHandle | undefined;
+  live(): boolean;
+  ready(): boolean;
+  /** JSON served at /status. */
+  statusReport(): AgentStatusReport;
+  /** Rejects with the fatal error if the reconciler gives up; never resolves otherwise. */
+  fatal: Promise<never>;
+  /** Stops everything, leaving the dataplane as it is. */
+  stop(): Promise<void>;
+}
+
+export interface AgentStatusReport {
+  hostname: string;
+  inSync: boolean;
+  ready: boolean;
+  live: boolean;
+  datastoreConnected: boolean;
+  datastoreReady: boolean;
+  /** The etcd revision the syncer's view reflects. */
+  datastoreRevision: number;
+  /** The etcd revision the kernel reflects. */
+  appliedRevision: number;
+  profiles: number;
+  endpoints: number;
+  localEndpoints: number;
+  invalidKeys: number;
+  lastError: string | null;
+}
+
+export function compilerConfigOf(config: AgentConfig): CompilerConfig {
+  const defaults = defaultCompilerConfig();
+  return {
+    ...defaults,
+    interfacePrefix: config.interfacePrefix,
+    endpointToHostAction: config.endpointToHostAction ?? defaults.endpointToHostAction,
+    failsafeInboundHostPorts: config.failsafeInboundHostPorts ?? defaults.failsafeInboundHostPorts,
+    failsafeOutboundHostPorts: config.failsafeOutboundHostPorts ?? defaults.failsafeOutboundHostPorts,
+  };
+}
+
+interface Parts {
+  client: Etcd3;
+  ownsClient: boolean;
+  metrics: AgentMetrics;
+  syncer: Syncer;
+  reconciler: Reconciler;
+  status: StatusReporter;
+}
+
+async function buildParts(config: AgentConfig, deps: AgentDeps, onApplied: (report: ApplyReport) => void): Promise<Parts> {
+  const { log } = deps;
+  const client = deps.client ?? createEtcdClient(config.etcd);
+  const runner = deps.runner ?? createCommandRunner(config.dataplaneNetns ? { netns: config.dataplaneNetns } : {});
+  const metrics = deps.metrics ?? createAgentMetrics();
+  const backend = await selectIptablesBackend(runner, config.iptablesBackend);
+  log.info({ backend: backend.mode, source: backend.source, netns: config.dataplaneNetns }, 'iptables backend selected');
+  const families: IpFamily[] = config.ipv6 ? [4, 6] : [4];
+  const dataplanes = families.map((family) => createFamilyDataplane({ runner, family, backend }));
+
+  let reconciler: Reconciler | undefined;
+  const syncer = new Syncer({
+    client,
+    log: log.child({ component: 'syncer' }),
+    metrics,
+    gracePeriodMs: config.etcdGracePeriodMs,
+    onChange: (change) => reconciler?.markDirty(change),
+  });
+  reconciler = new Reconciler({
+    hostname: config.hostname,
+    compilerConfig: compilerConfigOf(config),
+    source: syncer,
+    dataplanes,
+    plumbing: createPlumbing({ runner, interfacePrefix: config.interfacePrefix }),
+    log,
+    metrics,
+    minApplyIntervalMs: config.minApplyIntervalMs,
+    refreshIntervalMs: config.refreshIntervalMs,
+    onApplied,
+  });
+  const status = new StatusReporter({
+    client,
+    hostname: config.hostname,
+    log,
+    intervalMs: config.reportingIntervalMs,
+    ttlMs: config.reportingTtlMs,
+    endpointStatus: config.endpointStatusReporting,
+  });
+  return { client, ownsClient: deps.client === undefined, metrics, syncer, reconciler, status };
+}
+
+/** Starts the daemon: list-then-watch, reconcile loop, status reports, health listener. */
+export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<Agent> {
+  const { log } = deps;
+  let status: StatusReporter | undefined;
+  const parts = await buildParts(config, { ...deps, metrics: deps.metrics ?? createAgentMetrics({ processMetrics: true }) }, (report) => {
+    void status?.update(report.endpointStatuses);
+  });
+  status = parts.status;
+  const { syncer, reconciler, metrics } = parts;
+
+  const live = (): boolean => reconciler.isLive();
+  const ready = (): boolean => reconciler.applied && syncer.healthy() && reconciler.fatal === null;
+  const statusReport = (): AgentStatusReport => ({
+    hostname: config.hostname,
+    inSync: syncer.inSync,
+    ready: ready(),
+    live: live(),
+    datastoreConnected: syncer.connected,
+    datastoreReady: syncer.datastoreReady,
+    datastoreRevision: syncer.revision,
+    appliedRevision: reconciler.appliedRevision,
+    profiles: syncer.profiles.size,
+    endpoints: syncer.endpoints.size,
+    localEndpoints: reconciler.endpointStatuses.size,
+    invalidKeys: syncer.invalidKeys.size,
+    lastError: reconciler.fatal?.message ?? reconciler.lastError,
+  });
+
+  const http = config.healthListen
+    ? await startHttpServer({ listen: config.healthListen, registry: metrics.registry, health: { live, ready, status: statusReport }, log })
+    : undefined;
+
+  let rejectFatal: (error: Error) => void = () => {};
+  const fatal = new Promise<never>((_, reject) => (rejectFatal = reject));
+  fatal.catch(() => {}); // observed by whoever awaits it; never an unhandled rejection
+
+  syncer.start();
+  reconciler.start((error) => {
+    log.fatal({ err: error }, 'giving up on the dataplane; exiting so the supervisor restarts the agent');
+    rejectFatal(error);
+  });
+  status.start();
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      log.info('stopping; the dataplane is left as it is');
+      await syncer.stop();
+      await reconciler.stop().catch(() => {});
+      await status?.stop();
+      await http?.close();
+      if (parts.ownsClient) parts.client.close();
+    })());
+
+  return { config, syncer, reconciler, status, metrics, http, live, ready, statusReport, fatal, stop };
+}
+
+export interface OnceResult {
+  /** `--dry-run`: the restore input that would be applied, per family. */
+  plans?: { family: IpFamily; plan: FamilyPlan }[];
+  report?: ApplyReport;
+  revision: number;
+  ms: number;
+}
+
+/** `--once`: one list, one reconcile pass (or plan only with `dryRun`), then stop. Rejects with a one-line reason. */
+export async function runOnce(config: AgentConfig, deps: AgentDeps): Promise<OnceResult> {
+  const started = performance.now();
+  const parts = await buildParts(config, deps, () => {});
+  const { syncer, reconciler, status } = parts;
+  try {
+    try {
+      await syncer.listOnce();
+    } catch (error) {
+      throw new Error(`cannot list etcd at ${config.etcd.endpoints.join(',')}: ${(error as Error).message.split('\n')[0]}`);
+    }
+    if (!syncer.datastoreReady) throw new Error('datastore is not Ready (/calico/v1/Ready is not "true"); nothing programmed');
+    if (config.dryRun) {
+      const plans = await reconciler.plan();
+      return { plans, revision: syncer.revision, ms: performance.now() - started };
+    }
+    const report = await reconciler.reconcileOnce('once');
+    if (!report) throw new Error('not in sync with etcd; nothing programmed');
+    await status.update(report.endpointStatuses);
+    return { report, revision: report.revision, ms: performance.now() - started };
+  } finally {
+    await status.stop();
+    if (parts.ownsClient) parts.client.close();
+  }
+}
+
+/** Renders dry-run plans as restore input with a comment header per step. */
+export function formatPlans(plans: readonly { family: IpFamily; plan: FamilyPlan }[]): string {
+  let out = '';
+  for (const { family, plan } of plans) {
+    const iptables = family === 4 ? 'iptables-restore' : 'ip6tables-restore';
+    const steps: [string, string][] = [
+      ['ipset restore (creates and member updates)', plan.ipsetUpdates],
+      [`${iptables} --noflush (raw: changed chains and hooks)`, plan.iptablesUpdates.raw],
+      [`${iptables} --noflush (filter: changed chains and hooks)`, plan.iptablesUpdates.filter],
+      [`${iptables} --noflush (raw: chain deletions)`, plan.iptablesDeletions.raw],
+      [`${iptables} --noflush (filter: chain deletions)`, plan.iptablesDeletions.filter],
+      ['ipset restore (set deletions)', plan.ipsetDeletions],
+    ];
+    const nonEmpty = steps.filter(([, text]) => text !== '');
+    if (nonEmpty.length === 0) out += `# IPv${family}: no changes\n`;
+    for (const [title, text] of nonEmpty) out += `# IPv${family} ${title}\n${text}`;
+  }
+  return out;
+}

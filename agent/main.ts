@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+/**
+ * calico-agent: the per-host policy daemon.
+ *
+ *   calico-agent                     daemon: list-then-watch etcd, keep the kernel in sync
+ *   calico-agent --once              list, program once, exit
+ *   calico-agent --once --dry-run    print the restore input that would be applied; change nothing
+ *
+ * Exit codes: 0 success (or clean stop on SIGTERM/SIGINT); 1 runtime failure (etcd unreachable in
+ * --once, dataplane writes still failing after retries and a full rewrite); 2 invalid
+ * configuration or usage. Every failure prints ONE line `calico-agent: <reason>` on stderr; JSON
+ * logs (pino) also go to stderr, stdout carries only --dry-run output and --help.
+ *
+ * Stopping never flushes: the rules stay in the kernel, failing closed, until the next agent
+ * adopts them.
+ */
+import { ConfigError, InfoRequest, loadConfig, type AgentConfig } from './config.js';
+import { formatPlans, runOnce, startAgent } from './agent.js';
+import { createLogger } from './logger.js';
+
+function fail(code: number, reason: string): never {
+  process.stderr.write(`calico-agent: ${reason}\n`);
+  process.exit(code);
+}
+
+async function main(): Promise<void> {
+  let config: AgentConfig;
+  try {
+    config = loadConfig({ argv: process.argv.slice(2), env: process.env });
+  } catch (error) {
+    if (error instanceof InfoRequest) {
+      process.stdout.write(`${error.text}\n`);
+      return;
+    }
+    if (error instanceof ConfigError) fail(error.exitCode, error.message);
+    throw error;
+  }
+  const log = createLogger(config.logLevel);
+
+  if (config.once) {
+    try {
+      const result = await runOnce(config, { log });
+      if (result.plans) process.stdout.write(formatPlans(result.plans));
+      log.info(
+        { revision: result.revision, bytes: result.report?.bytesWritten, restoreCalls: result.report?.restoreCalls, ms: Math.round(result.ms) },
+        config.dryRun ? 'dry run complete; nothing changed' : 'dataplane programmed once',
+      );
+      process.exit(0);
+    } catch (error) {
+      fail(1, (error as Error).message.split('\n')[0] ?? 'failed');
+    }
+  }
+
+  const agent = await startAgent(config, { log }).catch((error: unknown) => fail(1, (error as Error).message.split('\n')[0]!));
+  let signalled = false;
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (signalled) return;
+    signalled = true;
+    log.info({ signal }, 'signal received');
+    void agent.stop().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+  try {
+    await agent.fatal;
+  } catch (error) {
+    await agent.stop().catch(() => {});
+    fail(1, (error as Error).message.split('\n')[0] ?? 'fatal error');
+  }
+}
+
+main().catch((error: unknown) => fail(1, error instanceof Error ? error.message.split('\n')[0]! : String(error)));

@@ -1,0 +1,302 @@
+/**
+ * Reconciler unit tests against a RECORDING CommandRunner: a fake (the only one in these tests)
+ * that records argv + stdin, answers `*-save` / `ipset save` with the output of an empty network
+ * namespace, and can be told to fail restores on purpose. It stands in for the kernel because a
+ * failure on demand, and exact byte accounting, cannot be had from a real one. Post-write
+ * read-backs and periodic refresh are pushed out of the way so the cached kernel state is used;
+ * reconciler-netns.test.ts covers the same paths against real iptables.
+ */
+import { describe, expect, test } from 'vitest';
+import { defaultCompilerConfig, profileChainName, tagIpsetName } from '../../compiler/index.js';
+import type { EndpointInput, ProfileInput } from '../../compiler/types.js';
+import type { IptablesBackend } from '../../agent/dataplane/iptables-backend.js';
+import { createFamilyDataplane } from '../../agent/dataplane/family-dataplane.js';
+import type { CommandResult, CommandRunner, RunOptions } from '../../agent/dataplane/types.js';
+import { silentLogger } from '../../agent/logger.js';
+import { Reconciler, ReconcilerFatalError, type ReconcilerOptions, type SnapshotSource } from '../../agent/reconciler.js';
+import { decodeEndpoint, decodeRules, endpointKey, type EndpointRef } from '../../src/model/index.js';
+
+const EMPTY_SAVE: Record<string, string> = {
+  filter: '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n',
+  raw: '*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n',
+};
+
+interface Call {
+  argv: readonly string[];
+  input: string | undefined;
+}
+
+class RecordingRunner implements CommandRunner {
+  readonly calls: Call[] = [];
+  /** Decides whether a write fails: return stderr to fail it. */
+  failWrite: (call: Call) => string | undefined = () => undefined;
+
+  async run(argv: readonly string[], options: RunOptions = {}): Promise<CommandResult> {
+    const call = { argv, input: options.input };
+    this.calls.push(call);
+    const ok = (stdout = ''): CommandResult => ({ code: 0, stdout, stderr: '', durationMs: 0 });
+    const tool = argv[0] ?? '';
+    if (tool.endsWith('-save')) return ok(EMPTY_SAVE[argv[argv.indexOf('-t') + 1] ?? ''] ?? '');
+    if (tool === 'ipset' && argv[1] === 'save') return ok('');
+    const failure = this.failWrite(call);
+    if (failure !== undefined) return { code: 1, stdout: '', stderr: failure, durationMs: 0 };
+    return ok();
+  }
+
+  writes(): Call[] {
+    return this.calls.filter((c) => isWrite(c));
+  }
+  reads(): Call[] {
+    return this.calls.filter((c) => !isWrite(c));
+  }
+  reset(): void {
+    this.calls.length = 0;
+  }
+}
+
+const isWrite = (call: Call): boolean => (call.argv[0] ?? '').endsWith('-restore') || (call.argv[0] === 'ipset' && call.argv[1] === 'restore');
+const kindOf = (call: Call): string => {
+  const input = call.input ?? '';
+  if (call.argv[0] === 'ipset') return /^destroy /m.test(input) && !/^create /m.test(input) ? 'ipset-destroy' : 'ipset-update';
+  return /^-X /m.test(input) ? 'chain-deletion' : 'iptables-update';
+};
+/** Chains declared (created or rewritten) in restore inputs. */
+const declaredChains = (calls: Call[]): string[] =>
+  calls.flatMap((c) => [...(c.input ?? '').matchAll(/^:(cali-\S+) /gm)].map((m) => m[1]!));
+
+const BACKEND: IptablesBackend = {
+  mode: 'nft',
+  source: 'configured',
+  binaries: {
+    4: { save: 'iptables-nft-save', restore: 'iptables-nft-restore' },
+    6: { save: 'ip6tables-nft-save', restore: 'ip6tables-nft-restore' },
+  },
+};
+
+class FakeSource implements SnapshotSource {
+  inSync = true;
+  datastoreReady = true;
+  revision = 1;
+  profiles = new Map<string, ProfileInput>();
+  endpoints = new Map<string, EndpointInput>();
+
+  setProfile(name: string, rules: unknown, tags: string[] = [name]): void {
+    const decoded = decodeRules(JSON.stringify(rules));
+    if (!decoded.ok) throw new Error(decoded.reason);
+    this.profiles.set(name, { rules: decoded.value, tags });
+    this.revision += 1;
+  }
+  setEndpoint(ref: EndpointRef, value: unknown): void {
+    const decoded = decodeEndpoint(JSON.stringify(value));
+    if (!decoded.ok) throw new Error(decoded.reason);
+    this.endpoints.set(endpointKey(ref), { ref, endpoint: decoded.value });
+    this.revision += 1;
+  }
+  deleteEndpoint(ref: EndpointRef): void {
+    this.endpoints.delete(endpointKey(ref));
+    this.revision += 1;
+  }
+}
+
+const HOST = 'host-a';
+const ep1: EndpointRef = { host: HOST, orchestrator: 'docker', workload: 'w1', endpointId: 'e1' };
+const ep2: EndpointRef = { host: 'host-b', orchestrator: 'docker', workload: 'w2', endpointId: 'e2' };
+
+function setup(options: Partial<ReconcilerOptions> = {}) {
+  const runner = new RecordingRunner();
+  const source = new FakeSource();
+  source.setProfile('WEB', { inbound_rules: [{ action: 'allow', src_tag: 'WEB' }], outbound_rules: [{ action: 'allow' }] });
+  source.setEndpoint(ep1, { state: 'active', name: 'cali1', profile_ids: ['WEB'], ipv4_nets: ['192.0.2.1/32'] });
+  source.setEndpoint(ep2, { state: 'active', name: 'cali2', profile_ids: ['WEB'], ipv4_nets: ['192.0.2.2/32'] });
+  const reconciler = new Reconciler({
+    hostname: HOST,
+    compilerConfig: defaultCompilerConfig(),
+    source,
+    dataplanes: [4, 6].map((family) => createFamilyDataplane({ runner, family: family as 4 | 6, backend: BACKEND })),
+    log: silentLogger(),
+    refreshIntervalMs: 0,
+    postWriteCheckMinMs: 3_600_000,
+    retryInitialMs: 1,
+    ...options,
+  });
+  return { runner, source, reconciler };
+}
+
+describe('reconciler against a recording runner', () => {
+  test('nothing is written before in-sync or while Ready is false', async () => {
+    const { runner, source, reconciler } = setup();
+    source.inSync = false;
+    expect(await reconciler.reconcileOnce()).toBeNull();
+    source.inSync = true;
+    source.datastoreReady = false;
+    expect(await reconciler.reconcileOnce()).toBeNull();
+    expect(runner.calls).toEqual([]);
+  });
+
+  test('reconciling twice: the second pass writes nothing', async () => {
+    const { runner, reconciler } = setup();
+    const first = await reconciler.reconcileOnce();
+    expect(first?.bytesWritten).toBeGreaterThan(0);
+    expect(runner.writes().length).toBe(first?.restoreCalls);
+    expect(declaredChains(runner.writes())).toContain(profileChainName('WEB', 'inbound'));
+    runner.reset();
+    const second = await reconciler.reconcileOnce();
+    expect(second).toMatchObject({ restoreCalls: 0, bytesWritten: 0 });
+    expect(runner.calls).toEqual([]);
+  });
+
+  test('a one-rule change rewrites exactly that chain', async () => {
+    const { runner, source, reconciler } = setup();
+    await reconciler.reconcileOnce();
+    runner.reset();
+    source.setProfile('WEB', {
+      inbound_rules: [{ action: 'allow', src_tag: 'WEB' }, { action: 'allow', protocol: 'tcp', dst_ports: [80] }],
+      outbound_rules: [{ action: 'allow' }],
+    });
+    const report = await reconciler.reconcileOnce();
+    const writes = runner.writes();
+    // The rule has no IP version, so the chain changes in both families: one write each.
+    expect(writes.map((c) => c.argv[0])).toEqual(['iptables-nft-restore', 'ip6tables-nft-restore']);
+    for (const write of writes) {
+      expect(declaredChains([write])).toEqual([profileChainName('WEB', 'inbound')]);
+      expect(write.input).toMatch(/^\*filter\n/);
+      expect(write.input).toContain('--destination-ports 80');
+      expect(write.input).toMatch(/COMMIT\n$/);
+    }
+    expect(report?.bytesWritten).toBe(writes.reduce((sum, w) => sum + Buffer.byteLength(w.input!), 0));
+    expect(report?.revision).toBe(source.revision);
+  });
+
+  test('ordering: ipset create → iptables → chain deletion → ipset destroy', async () => {
+    const { runner, source, reconciler } = setup();
+    await reconciler.reconcileOnce();
+    const firstKinds = runner.writes().map(kindOf);
+    const updates = firstKinds.lastIndexOf('ipset-update');
+    expect(updates).toBeGreaterThanOrEqual(0);
+    expect(firstKinds.slice(0, updates + 1).every((k) => k === 'ipset-update')).toBe(true);
+    expect(firstKinds.slice(updates + 1).every((k) => k === 'iptables-update')).toBe(true);
+    expect(runner.writes()[0]!.input).toContain(`create ${tagIpsetName('WEB', 4)} `);
+
+    // Drop the tag reference and the local endpoint: its chains and the tag set must go.
+    runner.reset();
+    source.setProfile('WEB', { inbound_rules: [{ action: 'allow' }], outbound_rules: [{ action: 'allow' }] });
+    source.deleteEndpoint(ep1);
+    await reconciler.reconcileOnce();
+    const kinds = runner.writes().map(kindOf);
+    const last = (kind: string) => kinds.lastIndexOf(kind);
+    const first = (kind: string) => kinds.indexOf(kind);
+    expect(first('iptables-update')).toBeGreaterThanOrEqual(0);
+    expect(first('chain-deletion')).toBeGreaterThan(last('iptables-update'));
+    expect(first('ipset-destroy')).toBeGreaterThan(last('chain-deletion'));
+    expect(runner.writes()[kinds.indexOf('ipset-destroy')]!.input).toContain(`destroy ${tagIpsetName('WEB', 4)}`);
+    const deleted = runner.writes().filter((c) => kindOf(c) === 'chain-deletion').map((c) => c.input!).join('');
+    expect(deleted).toMatch(/^-X cali-tw-cali1$/m);
+  });
+
+  test('a write failing twice is retried, re-reading the kernel before each retry', async () => {
+    const { runner, reconciler } = setup();
+    let failures = 0;
+    runner.failWrite = (call) =>
+      call.argv[0] === 'iptables-nft-restore' && failures < 2 ? (failures++, 'iptables-restore: line 2 failed\n') : undefined;
+    const report = await reconciler.reconcileOnce();
+    expect(failures).toBe(2);
+    expect(report?.reason).toBe('once-retry');
+    // Reads: one initial read of both families, then one per retry.
+    const saves = runner.calls.filter((c) => c.argv[0] === 'iptables-nft-save' && c.argv.includes('filter'));
+    expect(saves.length).toBe(3);
+    const failedAt = runner.calls.findIndex((c) => c.argv[0] === 'iptables-nft-restore');
+    expect(runner.calls.slice(failedAt + 1).some((c) => c.argv[0] === 'iptables-nft-save')).toBe(true);
+  });
+
+  test('persistent failure: retries, one whole rewrite of all our chains, then a fatal rejection', async () => {
+    const { runner, reconciler, source } = setup({ maxAttempts: 3 });
+    await reconciler.reconcileOnce();
+    source.setProfile('WEB', { inbound_rules: [{ action: 'deny' }], outbound_rules: [{ action: 'allow' }] });
+    const allChains = new Set(declaredChains(runner.writes().filter((c) => c.argv[0] === 'iptables-nft-restore')));
+    runner.reset();
+    runner.failWrite = (call) => (call.argv[0] === 'iptables-nft-restore' ? 'iptables-restore: line 3 failed\n' : undefined);
+    await expect(reconciler.reconcileOnce('test')).rejects.toBeInstanceOf(ReconcilerFatalError);
+    const restores = runner.calls.filter((c) => c.argv[0] === 'iptables-nft-restore');
+    expect(restores.length).toBe(4); // 3 attempts + the full rewrite, each stopping at its first failure
+    expect(reconciler.lastError).toMatch(/line 3 failed/);
+    expect(allChains.size).toBeGreaterThan(3);
+  });
+
+  test('a terminal error (tool missing) is fatal at once', async () => {
+    const { runner, reconciler } = setup();
+    runner.failWrite = (call) => (call.argv[0] === 'ipset' ? 'ipset: command not found\n' : undefined);
+    await expect(reconciler.reconcileOnce()).rejects.toThrow(/cannot succeed/);
+    expect(runner.writes().length).toBe(1);
+  });
+
+  test('endpoint statuses: active up, inactive down; remote endpoints are not reported', async () => {
+    const { source, reconciler } = setup();
+    source.setEndpoint({ ...ep1, endpointId: 'e3' }, { state: 'inactive', name: 'cali3', profile_ids: ['WEB'] });
+    const report = await reconciler.reconcileOnce();
+    const statuses = Object.fromEntries([...(report?.endpointStatuses ?? [])].map(([, s]) => [s.ref.endpointId, s.status]));
+    expect(statuses).toEqual({ e1: 'up', e3: 'down' });
+  });
+});
+
+describe('whole rewrite after repeated failures', () => {
+  test('the rewrite declares every chain we own, even those the kernel already had right', async () => {
+    // A runner whose kernel matches after the first apply: only the full rewrite can explain
+    // writing chains that did not change.
+    const { runner, reconciler, source } = setup({ maxAttempts: 2 });
+    await reconciler.reconcileOnce();
+    const applied = runner.writes().filter((c) => c.argv[0] === 'iptables-nft-restore' && c.input?.startsWith('*filter'));
+    const filterSave = `*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n${applied
+      .flatMap((c) => c.input!.split('\n').filter((l) => l.startsWith(':cali-') || l.startsWith('-A ') || l.startsWith('-I ')))
+      .map((l) => l.replace(/^:(\S+) - \[0:0\]$/, ':$1 - [0:0]').replace(/^-I (\S+) 1 /, '-A $1 '))
+      .join('\n')}\nCOMMIT\n`;
+    const original = runner.run.bind(runner);
+    runner.run = async (argv, options) => {
+      if (argv[0] === 'iptables-nft-save' && argv.includes('filter')) {
+        runner.calls.push({ argv, input: options?.input });
+        return { code: 0, stdout: filterSave, stderr: '', durationMs: 0 };
+      }
+      return original(argv, options);
+    };
+    runner.reset();
+    let filterWrites = 0;
+    // Fail the first two attempts' filter writes, let the full rewrite through.
+    runner.failWrite = (call) =>
+      call.argv[0] === 'iptables-nft-restore' && call.input?.startsWith('*filter') && filterWrites++ < 2 ? 'line 2 failed\n' : undefined;
+    source.setProfile('WEB', { inbound_rules: [{ action: 'deny' }], outbound_rules: [{ action: 'allow' }] });
+    const report = await reconciler.reconcileOnce('test');
+    expect(report?.reason).toBe('test-full-rewrite');
+    const lastFilter = runner.writes().filter((c) => c.input?.startsWith('*filter')).pop()!;
+    const rewritten = new Set(declaredChains([lastFilter]));
+    const owned = new Set(declaredChains(applied));
+    expect(rewritten).toEqual(owned);
+  });
+});
+
+describe('daemon loop', () => {
+  test('a burst of events coalesces into a few passes; the last state wins', async () => {
+    const passes: number[] = [];
+    const { runner, source, reconciler: looped } = setup({ minApplyIntervalMs: 50, onApplied: (report) => passes.push(report.revision) });
+    looped.start((error) => {
+      throw error;
+    });
+    try {
+      const started = Date.now();
+      let port = 1000;
+      while (Date.now() - started < 300) {
+        port += 1;
+        source.setProfile('WEB', { inbound_rules: [{ action: 'allow', protocol: 'tcp', dst_ports: [port] }], outbound_rules: [{ action: 'allow' }] });
+        looped.markDirty({ receivedAt: performance.now() });
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      const deadline = Date.now() + 5_000;
+      while (looped.appliedRevision !== source.revision && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(looped.appliedRevision).toBe(source.revision);
+      expect(port - 1000).toBeGreaterThan(50);
+      expect(passes.length).toBeLessThanOrEqual(300 / 50 + 3);
+      const lastWrite = runner.writes().filter((c) => c.argv[0] === 'iptables-nft-restore').pop();
+      expect(lastWrite?.input).toContain(`--destination-ports ${port}`);
+    } finally {
+      await looped.stop();
+    }
+  });
+});

@@ -1,0 +1,193 @@
+/** Syncer against a real private etcd: list-then-watch, invalid values, compaction, etcd restarts, Ready. */
+import { Writable } from 'node:stream';
+import type { Etcd3 } from 'etcd3';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
+import { createAgentMetrics, type AgentMetrics } from '../../agent/metrics.js';
+import { Syncer, type SyncerChange } from '../../agent/syncer.js';
+import { createEtcdClient } from '../../src/datastore/client.js';
+import { READY_KEY, endpointKey, profileRulesKey, profileTagsKey, type EndpointRef } from '../../src/model/index.js';
+import { startEtcd, type EtcdInstance } from '../helpers/etcd.js';
+
+let etcd: EtcdInstance;
+let client: Etcd3;
+const syncers: Syncer[] = [];
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+  client = createEtcdClient({ endpoints: [etcd.endpoint], tls: {} });
+});
+afterEach(async () => {
+  for (const syncer of syncers.splice(0)) await syncer.stop();
+  await client.delete().prefix('/calico/');
+});
+afterAll(async () => {
+  client?.close();
+  await etcd?.stop();
+});
+
+const RULES = JSON.stringify({ inbound_rules: [{ action: 'allow' }], outbound_rules: [{ action: 'allow' }] });
+const ref: EndpointRef = { host: 'h1', orchestrator: 'docker', workload: 'w1', endpointId: 'e1' };
+const ENDPOINT = JSON.stringify({ state: 'active', name: 'cali1', profile_ids: ['A'], ipv4_nets: ['192.0.2.1/32'] });
+
+function makeSyncer(options: { gracePeriodMs?: number } = {}) {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  const metrics: AgentMetrics = createAgentMetrics();
+  const changes: SyncerChange[] = [];
+  const syncer = new Syncer({
+    client,
+    log: pino({ level: 'debug' }, sink),
+    metrics,
+    onChange: (change) => changes.push(change),
+    backoffInitialMs: 50,
+    backoffMaxMs: 300,
+    ...options,
+  });
+  syncers.push(syncer);
+  return { syncer, lines, metrics, changes };
+}
+
+async function until(what: string, predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function metricValue(metrics: AgentMetrics, name: string, labels: Record<string, string>): Promise<number> {
+  const metric = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
+  const value = metric?.values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l));
+  return Number(value?.value ?? 0);
+}
+
+test('list then watch delivers puts and deletes, tracking the revision', async () => {
+  await client.put(profileRulesKey('A')).value(RULES);
+  await client.put(profileTagsKey('A')).value('["A"]');
+  const { syncer, changes } = makeSyncer();
+  syncer.start();
+  await syncer.waitForInSync();
+  expect(syncer.profiles.get('A')?.tags).toEqual(['A']);
+  expect(syncer.profiles.get('A')?.rules?.inbound_rules).toHaveLength(1);
+  expect(changes.length).toBeGreaterThanOrEqual(1);
+
+  const put = await client.put(endpointKey(ref)).value(ENDPOINT);
+  await until('endpoint', () => syncer.endpoints.has(endpointKey(ref)));
+  expect(syncer.endpoints.get(endpointKey(ref))?.endpoint.ipv4_nets).toEqual(['192.0.2.1/32']);
+  expect(syncer.revision).toBeGreaterThanOrEqual(Number(put.header.revision));
+  expect(changes.at(-1)?.revision).toBe(Number(put.header.revision));
+
+  await client.delete().key(profileRulesKey('A'));
+  await until('rules deleted', () => syncer.profiles.get('A')?.rules === undefined);
+  expect(syncer.profiles.get('A')?.tags).toEqual(['A']);
+  await client.delete().key(profileTagsKey('A'));
+  await until('profile gone', () => !syncer.profiles.has('A'));
+});
+
+test('an invalid value is treated as absent, logged once and counted; other profiles are unaffected', async () => {
+  await client.put(profileRulesKey('GOOD')).value(RULES);
+  await client.put(profileRulesKey('BAD')).value(RULES);
+  const { syncer, lines, metrics } = makeSyncer();
+  syncer.start();
+  await syncer.waitForInSync();
+  expect(syncer.profiles.get('BAD')?.rules).toBeDefined();
+
+  await client.put(profileRulesKey('BAD')).value('{"inbound_rules": [');
+  await until('BAD invalid', () => syncer.profiles.get('BAD') === undefined);
+  expect(syncer.profiles.get('GOOD')?.rules).toBeDefined();
+  // The same bad value again (a new revision) is not logged or counted twice.
+  await client.put(profileRulesKey('BAD')).value('{"inbound_rules": [');
+  await client.put(profileTagsKey('GOOD')).value('["GOOD"]');
+  await until('GOOD tags', () => syncer.profiles.get('GOOD')?.tags !== undefined);
+
+  const warnings = lines.filter((l) => l.msg === 'invalid value in etcd; treating as absent');
+  expect(warnings).toHaveLength(1);
+  expect(warnings[0]).toMatchObject({ key: profileRulesKey('BAD') });
+  expect(String(warnings[0]!.reason)).toMatch(/invalid JSON/);
+  expect(await metricValue(metrics, 'calico_agent_invalid_keys_total', { kind: 'profile-rules' })).toBe(1);
+  expect(syncer.invalidKeys.get(profileRulesKey('BAD'))).toMatch(/invalid JSON/);
+
+  // An invalid endpoint (bad CIDR) is absent too; fixing it brings it back.
+  await client.put(endpointKey(ref)).value(ENDPOINT.replace('192.0.2.1/32', '192.0.2.300/32'));
+  await client.put(profileTagsKey('X')).value('["X"]');
+  await until('X', () => syncer.profiles.has('X'));
+  expect(syncer.endpoints.has(endpointKey(ref))).toBe(false);
+  expect(await metricValue(metrics, 'calico_agent_invalid_keys_total', { kind: 'endpoint' })).toBe(1);
+  await client.put(endpointKey(ref)).value(ENDPOINT);
+  await until('endpoint valid', () => syncer.endpoints.has(endpointKey(ref)));
+  expect(syncer.invalidKeys.has(endpointKey(ref))).toBe(false);
+});
+
+test('compaction: the canceled watch re-lists at once, synthesising deletions, losing no update', async () => {
+  await client.put(profileRulesKey('OLD')).value(RULES);
+  await client.put(profileRulesKey('KEEP')).value(RULES);
+  const { syncer, metrics, lines } = makeSyncer();
+  await syncer.listOnce();
+  const listedAt = syncer.revision;
+  expect(syncer.profiles.has('OLD')).toBe(true);
+
+  // Changes the syncer has not seen, then compact past them: a watch from listedAt+1 is impossible.
+  await client.delete().key(profileRulesKey('OLD'));
+  await client.put(profileRulesKey('NEW')).value(RULES);
+  const last = await client.put(profileTagsKey('KEEP')).value('["KEEP"]');
+  await client.kv.compact({ revision: last.header.revision, physical: true });
+
+  const started = Date.now();
+  syncer.start();
+  await until('re-listed', () => syncer.revision >= Number(last.header.revision));
+  expect(Date.now() - started).toBeLessThan(1_500);
+  expect(syncer.profiles.has('OLD')).toBe(false);
+  expect(syncer.profiles.has('NEW')).toBe(true);
+  expect(syncer.profiles.get('KEEP')?.tags).toEqual(['KEEP']);
+  expect(syncer.revision).toBeGreaterThan(listedAt);
+  expect(await metricValue(metrics, 'calico_agent_resyncs_total', { reason: 'watch-canceled' })).toBe(1);
+  expect(lines.some((l) => l.msg === 'etcd watch canceled; re-listing')).toBe(true);
+
+  // And the watch continues after the re-list.
+  await client.put(profileRulesKey('LATER')).value(RULES);
+  await until('LATER', () => syncer.profiles.has('LATER'));
+});
+
+test('etcd killed and restarted: the view is kept, not healthy after the grace period, then resumes', async () => {
+  await client.put(profileRulesKey('A')).value(RULES);
+  const { syncer } = makeSyncer({ gracePeriodMs: 300 });
+  syncer.start();
+  await syncer.waitForInSync();
+  await until('connected', () => syncer.connected);
+
+  await etcd.kill(true);
+  await until('disconnected', () => !syncer.connected);
+  expect(syncer.healthy()).toBe(true); // within the grace period
+  await until('unhealthy', () => !syncer.healthy(), 3_000);
+  expect(syncer.profiles.has('A')).toBe(true);
+
+  await etcd.restart();
+  await until('reconnected', () => syncer.connected, 15_000);
+  expect(syncer.healthy()).toBe(true);
+  await client.put(profileRulesKey('B')).value(RULES);
+  await until('B after restart', () => syncer.profiles.has('B'), 15_000);
+  expect(syncer.profiles.has('A')).toBe(true);
+});
+
+test('/calico/v1/Ready: absent is ready, "false" pauses, "true" resumes', async () => {
+  const { syncer, changes } = makeSyncer();
+  syncer.start();
+  await syncer.waitForInSync();
+  expect(syncer.datastoreReady).toBe(true);
+  await client.put(READY_KEY).value('false');
+  await until('not ready', () => !syncer.datastoreReady);
+  const count = changes.length;
+  await client.put(READY_KEY).value('true');
+  await until('ready', () => syncer.datastoreReady);
+  expect(changes.length).toBeGreaterThan(count);
+  await client.put(READY_KEY).value('nope');
+  await until('not ready again', () => !syncer.datastoreReady);
+  await client.delete().key(READY_KEY);
+  await until('absent = ready', () => syncer.datastoreReady);
+});

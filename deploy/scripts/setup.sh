@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 need=()
+# Node.js >= 18 runs the agent; Debian's own nodejs/npm packages do when the machine has none.
+if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 18 ? 0 : 1)'; then
+  need+=(nodejs npm)
+fi
 for pkg in etcd-server etcd-client iptables ipset iproute2 iputils-ping netcat-openbsd procps util-linux; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done

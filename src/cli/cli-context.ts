@@ -1,0 +1,142 @@
+/**
+ * What every calicoctl command shares: the error types that map to exit status 1, the host name
+ * resolution, option splitting, and the lazily opened datastore.
+ *
+ * Invariants: commands never call process.exit; they write through `ctx.out` and signal failure
+ * by throwing `CliError` (message → stderr, exit 1) or `UsageError` (usage → stderr, exit 1).
+ * The etcd client is created on first use, so `--help` and syntax errors need no etcd.
+ */
+import { hostname as osHostname } from 'node:os';
+import { CalicoStore, createEtcdClient, etcdSettingsFromEnv } from '../datastore/index.js';
+import { HOST_PATTERN } from '../model/index.js';
+
+/** A failure to report on stderr (one or more lines) with exit status 1. */
+export class CliError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+/** Bad command syntax: print `usage` on stderr, exit status 1. */
+export class UsageError extends Error {
+  constructor(readonly usage: string) {
+    super('invalid command syntax');
+    this.name = 'UsageError';
+  }
+}
+
+export interface CliContext {
+  env: NodeJS.ProcessEnv;
+  /** Writes text to stdout (the caller supplies newlines). */
+  out(text: string): void;
+  /** The datastore, opened on first call and closed by main when the command ends. */
+  store(): CalicoStore;
+  /** All of stdin as text. */
+  readStdin(): Promise<string>;
+}
+
+export interface Command {
+  name: string;
+  /** One line for the top-level usage, e.g. `calicoctl profile <subcommand> …`. */
+  synopsis: string;
+  run(args: string[], ctx: CliContext): Promise<void>;
+}
+
+/**
+ * This host's name as the datastore knows it: the `--hostname` value, else `CALICO_HOSTNAME`,
+ * else the OS host name.
+ */
+export function resolveHostname(flagValue: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  const name = flagValue ?? (env.CALICO_HOSTNAME?.trim() || osHostname());
+  if (!HOST_PATTERN.test(name)) throw new CliError(`Invalid hostname ${JSON.stringify(name)}.`);
+  return name;
+}
+
+export interface ParsedOptions {
+  positionals: string[];
+  flags: Set<string>;
+  values: Map<string, string>;
+}
+
+/**
+ * Separates options from positionals. `flags` take no value (`--detailed`); `valued` take one
+ * (`--at=3` or `--at 3`). Options may appear anywhere; `--` ends option parsing. An unknown
+ * option or a repeated one is a usage error.
+ */
+export function splitOptions(
+  args: readonly string[],
+  spec: { flags?: readonly string[]; valued?: readonly string[] },
+  usage: string,
+): ParsedOptions {
+  const result: ParsedOptions = { positionals: [], flags: new Set(), values: new Map() };
+  const flags = new Set(spec.flags ?? []);
+  const valued = new Set(spec.valued ?? []);
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--') {
+      result.positionals.push(...args.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith('-') || arg === '-' || /^-\d/.test(arg)) {
+      // `-10` is a (bad) port list or position, not an option: let the checks report it.
+      result.positionals.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const name = eq < 0 ? arg : arg.slice(0, eq);
+    if (flags.has(name) && eq < 0) {
+      if (result.flags.has(name)) throw new UsageError(usage);
+      result.flags.add(name);
+    } else if (valued.has(name)) {
+      let value: string | undefined;
+      if (eq >= 0) value = arg.slice(eq + 1);
+      else value = args[++i];
+      if (value === undefined || result.values.has(name)) throw new UsageError(usage);
+      result.values.set(name, value);
+    } else {
+      throw new UsageError(usage);
+    }
+  }
+  return result;
+}
+
+/** Creates the real context for a process: stdout, stdin and an etcd-backed store. */
+export function processContext(env: NodeJS.ProcessEnv): CliContext & { close(): void } {
+  let store: CalicoStore | undefined;
+  return {
+    env,
+    out: (text) => {
+      process.stdout.write(text);
+    },
+    store: () => {
+      if (!store) {
+        const settings = etcdSettingsFromEnv(env);
+        store = new CalicoStore(createEtcdClient(settings), settings);
+      }
+      return store;
+    },
+    readStdin: async () => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks).toString('utf8');
+    },
+    close: () => store?.close(),
+  };
+}
+
+/** Greedy word wrap at `width` columns (Python `textwrap.fill`), used for paragraph messages. */
+export function wrapParagraph(text: string, width = 80): string {
+  const lines: string[] = [];
+  let current = '';
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    if (current && current.length + 1 + word.length > width) {
+      lines.push(current);
+      current = word;
+    } else {
+      current = current ? `${current} ${word}` : word;
+    }
+  }
+  if (current) lines.push(current);
+  return lines.join('\n');
+}

@@ -1,0 +1,78 @@
+/**
+ * etcd v3 client construction and error translation.
+ *
+ * `createEtcdClient` builds an etcd3 `Etcd3` from `EtcdSettings`. Its fault handling is
+ * deliberately short by default (bounded dial and call deadlines, no hidden retries): callers
+ * that want to retry (the agent's syncer) do so themselves with their own backoff, and a CLI
+ * facing a dead etcd says so within a few seconds.
+ *
+ * `toDatastoreError` maps whatever etcd3/gRPC threw into the typed errors of errors.ts, naming
+ * the endpoints so the message alone tells the operator what to check.
+ */
+import { readFileSync } from 'node:fs';
+import { Etcd3, GRPCGenericError, isRecoverableError, type IOptions } from 'etcd3';
+import { noop } from 'cockatiel';
+import {
+  DatastoreConfigError,
+  DatastoreError,
+  DatastoreRequestError,
+  DatastoreUnavailableError,
+} from './errors.js';
+import type { EtcdSettings } from './settings.js';
+
+export interface EtcdClientOptions {
+  /** Time allowed to establish a connection (ms). Default 3000. */
+  dialTimeoutMs?: number;
+  /** Deadline of each unary call (ms); streams (watches) have none. Default 10000. */
+  callTimeoutMs?: number;
+}
+
+function readTlsFile(path: string, variable: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new DatastoreConfigError(`${variable}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+export function createEtcdClient(settings: EtcdSettings, options: EtcdClientOptions = {}): Etcd3 {
+  const callTimeoutMs = options.callTimeoutMs ?? 10_000;
+  const etcdOptions: IOptions = {
+    hosts: settings.endpoints,
+    dialTimeout: options.dialTimeoutMs ?? 3000,
+    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
+    faultHandling: { host: () => noop, global: noop },
+  };
+  const { caCertFile, certFile, keyFile } = settings.tls;
+  if (caCertFile || certFile) {
+    etcdOptions.credentials = {
+      // grpc-js falls back to the system roots when no CA is given.
+      rootCertificate: caCertFile ? readTlsFile(caCertFile, 'ETCD_CA_CERT_FILE') : (undefined as unknown as Buffer),
+      ...(certFile ? { certChain: readTlsFile(certFile, 'ETCD_CERT_FILE') } : {}),
+      ...(keyFile ? { privateKey: readTlsFile(keyFile, 'ETCD_KEY_FILE') } : {}),
+    };
+  }
+  return new Etcd3(etcdOptions);
+}
+
+/** One-line summary of an etcd3/gRPC failure, without the gRPC boilerplate. */
+function shortReason(error: Error): string {
+  const text = (error.message.split('\n')[0] ?? '').replace(/^\d+ [A-Z_]+: /, '');
+  const lastError = /Last error: (?:\w*Error: )?(.+?)(?:\.? Resolution note:.*)?$/.exec(text);
+  return (lastError?.[1] ?? text).trim() || error.name;
+}
+
+/** Translates an error thrown by etcd3 into a typed DatastoreError (idempotent). */
+export function toDatastoreError(error: unknown, settings: EtcdSettings): DatastoreError {
+  if (error instanceof DatastoreError) return error;
+  const where = settings.endpoints.join(', ');
+  if (!(error instanceof Error)) return new DatastoreRequestError(`etcd at ${where} failed: ${String(error)}`);
+  if (isRecoverableError(error) || /deadline|unavailable|ECONNREFUSED|No connection/i.test(error.message)) {
+    return new DatastoreUnavailableError(
+      `Cannot reach etcd at ${where} (${shortReason(error)}). Is etcd running? Check ETCD_ENDPOINTS and the TLS settings.`,
+      { cause: error },
+    );
+  }
+  const kind = error instanceof GRPCGenericError ? 'rejected the request' : 'failed';
+  return new DatastoreRequestError(`etcd at ${where} ${kind}: ${shortReason(error)}`, { cause: error });
+}

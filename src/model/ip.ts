@@ -71,6 +71,10 @@ function parseIpv6Bytes(text: string): number[] | undefined {
 }
 
 function formatIpv6(bytes: number[]): string {
+  // RFC 5952 §5: IPv4-mapped addresses keep their dotted-quad tail.
+  if (bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff) {
+    return `::ffff:${bytes.slice(12).join('.')}`;
+  }
   const groups: number[] = [];
   for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
   let bestStart = -1;

@@ -1,0 +1,9 @@
+/**
+ * The pure policy compiler: Snapshot → DataplaneSpec (compile) → restore text (planFamily /
+ * renderFamily) for one host. Imports only the data model; no I/O, clocks or environment.
+ */
+export { compile, Compiler } from './compile.js';
+export { defaultCompilerConfig } from './config.js';
+export { emptyKernelState, isEmptyPlan, kernelStateOf, planFamily, renderFamily } from './plan.js';
+export * from './names.js';
+export type * from './types.js';

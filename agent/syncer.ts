@@ -39,7 +39,11 @@ export interface SyncerOptions {
   client: Etcd3;
   log: Logger;
   metrics?: AgentMetrics;
-  /** Called after every change of the view (including Ready) and on the first in-sync. */
+  /**
+   * Called after every change of the view (including Ready), on the first in-sync, and when only
+   * the revision moved (an identical value rewritten, a key we ignore): the reconciler's pass then
+   * writes nothing but reports the kernel current at that revision.
+   */
   onChange?: (change: SyncerChange) => void;
   /** Unhealthy after etcd has been unreachable this long (default 30 s). */
   gracePeriodMs?: number;
@@ -275,6 +279,7 @@ export class Syncer {
       if (!listed.has(key)) changed = this.applyDelete(key) || changed;
     }
     for (const [key, value] of listed) changed = this.applyPut(key, value) || changed;
+    const advanced = Number(revision) > this.currentRevision;
     this.currentRevision = Number(revision);
     this.lastListAt = receivedAt;
     const firstSync = !this.synced;
@@ -285,7 +290,7 @@ export class Syncer {
       'etcd list complete',
     );
     if (firstSync) for (const resolve of this.syncWaiters.splice(0)) resolve();
-    if (changed || firstSync) this.notify(receivedAt);
+    if (changed || firstSync || advanced) this.notify(receivedAt);
   }
 
   /**
@@ -330,8 +335,9 @@ export class Syncer {
       changed = (event.type === 'Delete' ? this.applyDelete(key) : this.applyPut(key, event.kv.value.toString())) || changed;
     }
     const revision = Number(response.header.revision);
-    if (revision > this.currentRevision) this.currentRevision = revision;
-    if (changed) this.notify(receivedAt);
+    const advanced = revision > this.currentRevision;
+    if (advanced) this.currentRevision = revision;
+    if (changed || advanced) this.notify(receivedAt);
   }
 
   private notify(receivedAt: number): void {

@@ -3,25 +3,15 @@
  * commands (raw JSON preserved), 20 concurrent rule adds from separate processes (no lost
  * update), and an unreachable etcd (one line, exit 1, fast).
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { CalicoStore, createEtcdClient, etcdSettingsFromEnv } from '../../src/datastore/index.js';
+import { beforeAll, describe, expect, test } from 'vitest';
 import { endpointKey, type EndpointRef } from '../../src/model/index.js';
-import { freePort, startEtcd, type EtcdInstance } from '../helpers/etcd.js';
+import { useEtcdStore } from '../helpers/etcd-store.js';
+import { freePort } from '../helpers/etcd.js';
 import { calicoctl, words } from './run-calicoctl.js';
 
-let etcd: EtcdInstance;
-let store: CalicoStore;
-beforeAll(async () => {
-  etcd = await startEtcd();
-  const settings = etcdSettingsFromEnv(etcd.env);
-  store = new CalicoStore(createEtcdClient(settings), settings);
-});
-afterAll(async () => {
-  store?.close();
-  await etcd?.stop();
-});
+const fixture = useEtcdStore();
 
-const run = (line: string, stdin?: string) => calicoctl(etcd.env, words(line), stdin);
+const run = (line: string, stdin?: string) => calicoctl(fixture.etcd.env, words(line), stdin);
 
 async function ok(line: string): Promise<string> {
   const r = await run(line);
@@ -30,7 +20,7 @@ async function ok(line: string): Promise<string> {
 }
 
 async function rawValue(key: string): Promise<string | undefined> {
-  const res = await fetch(`${etcd.endpoint}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: btoa(key) }) });
+  const res = await fetch(`${fixture.etcd.endpoint}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: btoa(key) }) });
   const body = (await res.json()) as { kvs?: { value: string }[] };
   const value = body.kvs?.[0]?.value;
   return value === undefined ? undefined : Buffer.from(value, 'base64').toString();
@@ -43,7 +33,7 @@ describe('profile remove', () => {
     await ok('profile add USED');
     await ok('profile add SPARE');
     const ref = ep('host-b', 'wl1', 'ep1');
-    await store.putEndpoint(ref, { state: 'active', name: 'caliep1', mac: 'ee:ee:ee:ee:ee:01', profile_ids: ['SPARE', 'USED'], ipv4_nets: ['192.0.2.1/32'], ipv6_nets: [] });
+    await fixture.store.putEndpoint(ref, { state: 'active', name: 'caliep1', mac: 'ee:ee:ee:ee:ee:01', profile_ids: ['SPARE', 'USED'], ipv4_nets: ['192.0.2.1/32'], ipv6_nets: [] });
 
     const refused = await run('profile remove USED');
     expect(refused).toEqual({
@@ -59,7 +49,7 @@ describe('profile remove', () => {
     // The endpoint keeps referencing the deleted profile (calicoctl never edits endpoints here).
     expect(JSON.parse((await rawValue(endpointKey(ref))) ?? '{}').profile_ids).toEqual(['SPARE', 'USED']);
 
-    expect(await store.deleteEndpoint(ref)).toBe(true);
+    expect(await fixture.store.deleteEndpoint(ref)).toBe(true);
     expect(await ok('profile remove SPARE')).toBe('Deleted profile SPARE\n');
   });
 
@@ -77,7 +67,7 @@ describe('endpoint commands', () => {
 
   beforeAll(async () => {
     for (const p of ['EA', 'EB', 'EC']) await ok(`profile add ${p}`);
-    await store.putEndpoint(ref, {
+    await fixture.store.putEndpoint(ref, {
       state: 'active',
       name: 'calie1',
       mac: 'EE:EE:EE:EE:EE:01',
@@ -88,7 +78,7 @@ describe('endpoint commands', () => {
       ipv6_gateway: null,
       labels_from_the_future: { keep: 'me' },
     });
-    await store.putEndpoint(other, { state: 'inactive', name: 'calie2', profile_ids: [], ipv4_nets: [], ipv6_nets: [] });
+    await fixture.store.putEndpoint(other, { state: 'inactive', name: 'calie2', profile_ids: [], ipv4_nets: [], ipv6_nets: [] });
   });
 
   test('profile show / append / remove / set, preserving unknown members', async () => {
@@ -171,7 +161,7 @@ describe('concurrency', () => {
     const profiles = Array.from({ length: 6 }, (_, i) => `R${i}`);
     await Promise.all(profiles.map((p) => ok(`profile add ${p}`)));
     const ref = ep('host-r', 'wl', 'race-ep');
-    await store.putEndpoint(ref, { state: 'active', name: 'caliraceep', profile_ids: [], ipv4_nets: [], ipv6_nets: [] });
+    await fixture.store.putEndpoint(ref, { state: 'active', name: 'caliraceep', profile_ids: [], ipv4_nets: [], ipv6_nets: [] });
     const results = await Promise.all([
       ...tags.map((t) => run(`profile TAGRACE tag add ${t}`)),
       ...profiles.map((p) => run(`endpoint race-ep profile append ${p}`)),
@@ -185,7 +175,7 @@ describe('concurrency', () => {
 describe('unreachable etcd', () => {
   test('one line naming the endpoint, exit 1, within a few seconds', async () => {
     const port = await freePort();
-    const env = { ...etcd.env, ETCD_ENDPOINTS: `http://127.0.0.1:${port}` };
+    const env = { ...fixture.etcd.env, ETCD_ENDPOINTS: `http://127.0.0.1:${port}` };
     const started = performance.now();
     const results = await Promise.all([
       calicoctl(env, words('profile show')),
@@ -205,7 +195,7 @@ describe('unreachable etcd', () => {
   });
 
   test('bad settings are reported in one line', async () => {
-    const r = await calicoctl({ ...etcd.env, ETCD_ENDPOINTS: 'ftp://x' }, words('profile show'));
+    const r = await calicoctl({ ...fixture.etcd.env, ETCD_ENDPOINTS: 'ftp://x' }, words('profile show'));
     expect(r).toEqual({ code: 1, stdout: '', stderr: 'ETCD_ENDPOINTS: "ftp://x" must use http:// or https://\n' });
   });
 });

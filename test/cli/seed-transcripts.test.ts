@@ -4,27 +4,16 @@
  * etcd, comparing stdout byte for byte. Seed 001 lost its indentation in extraction; the
  * indented form of 000/004 is the real output.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { CalicoStore, createEtcdClient, etcdSettingsFromEnv } from '../../src/datastore/index.js';
-import { startEtcd, type EtcdInstance } from '../helpers/etcd.js';
+import { describe, expect, test } from 'vitest';
+import { useEtcdStore } from '../helpers/etcd-store.js';
 import { calicoctl, words } from './run-calicoctl.js';
 
-let etcd: EtcdInstance;
-let store: CalicoStore;
-beforeAll(async () => {
-  etcd = await startEtcd();
-  const settings = etcdSettingsFromEnv(etcd.env);
-  store = new CalicoStore(createEtcdClient(settings), settings);
-});
-afterAll(async () => {
-  store?.close();
-  await etcd?.stop();
-});
+const fixture = useEtcdStore();
 
 /** Runs each `[command, expected stdout]` step in order; every step must exit 0. */
 async function replay(steps: [string, string, string?][]): Promise<void> {
   for (const [line, expected, stdin] of steps) {
-    const result = await calicoctl(etcd.env, words(line), stdin);
+    const result = await calicoctl(fixture.etcd.env, words(line), stdin);
     expect({ line, stderr: result.stderr, code: result.code }).toEqual({ line, stderr: '', code: 0 });
     expect(result.stdout, line).toBe(expected);
   }
@@ -139,7 +128,7 @@ describe('seed 000: calicoctl profile reference', () => {
       ['calico-host-02', '6f103f1439c3d69ed014d4aa7f5b92dac7b892cbec627ac3b181ae4263e307de', 'faecf8be777f11e5abe9080027b2d0eb', 'PROF_D'],
     ];
     for (const [host, workload, endpointId, profile] of endpoints) {
-      await store.putEndpoint(
+      await fixture.store.putEndpoint(
         { host, orchestrator: 'docker', workload, endpointId },
         { state: 'active', name: `cali${endpointId.slice(0, 11)}`, mac: 'ee:ee:ee:ee:ee:ee', profile_ids: [profile], ipv4_nets: ['192.0.2.10/32'], ipv6_nets: [] },
       );
@@ -163,7 +152,7 @@ describe('seed 000: calicoctl profile reference', () => {
       ],
     ]);
     for (const [host, workload, endpointId] of endpoints) {
-      expect(await store.deleteEndpoint({ host, orchestrator: 'docker', workload, endpointId })).toBe(true);
+      expect(await fixture.store.deleteEndpoint({ host, orchestrator: 'docker', workload, endpointId })).toBe(true);
     }
     await replay([
       ['profile remove PROF_A_C_E', 'Deleted profile PROF_A_C_E\n'],
@@ -215,7 +204,7 @@ describe('seeds 001/002/004: Advanced Network Policy worked example', () => {
       ['profile WEB tag show', 'WEB\nAPP_7890\n'],
     ]);
     // The stored value is the v0.21 layout: no "id", Python json.dumps spacing.
-    const profile = await store.getProfile('APP');
+    const profile = await fixture.store.getProfile('APP');
     expect(profile.rules.id).toBeUndefined();
     expect(profile.rules.inbound_rules[0]).toEqual({ action: 'allow', protocol: 'tcp', dst_ports: [7890], src_tag: 'APP_7890' });
   });

@@ -274,6 +274,6 @@ async function runWorkload(args: string[], ctx: CliContext): Promise<void> {
 
 export const workloadCommand: Command = {
   name: 'workload',
-  synopsis: 'calicoctl workload (add|remove) <NAME> [<args>...]  Attach a network namespace as a workload.',
+  synopsis: 'calicoctl workload <subcommand> [<args>...]  Attach a network namespace as a workload; detach it.',
   run: runWorkload,
 };

@@ -17,6 +17,7 @@
 import { ConfigError, InfoRequest, loadConfig, type AgentConfig } from './config.js';
 import { formatPlans, runOnce, startAgent } from './agent.js';
 import { createLogger } from './logger.js';
+import { routeProcessWarnings } from '../src/process-warnings.js';
 
 function fail(code: number, reason: string): never {
   process.stderr.write(`calico-agent: ${reason}\n`);
@@ -36,6 +37,7 @@ async function main(): Promise<void> {
     throw error;
   }
   const log = createLogger(config.logLevel);
+  routeProcessWarnings((warning) => log.warn({ code: warning.code, warning: warning.message }, 'node process warning'));
 
   if (config.once) {
     try {

@@ -13,6 +13,7 @@ import { DatastoreError } from '../datastore/index.js';
 import { CliError, processContext, UsageError, type Command } from './cli-context.js';
 import { endpointCommand } from './endpoint-command.js';
 import { profileCommand } from './profile-command.js';
+import { routeProcessWarnings } from '../process-warnings.js';
 import { workloadCommand } from './workload-command.js';
 
 export { CliError, UsageError, resolveHostname, type CliContext, type Command } from './cli-context.js';
@@ -63,6 +64,7 @@ function invokedDirectly(): boolean {
 }
 
 if (invokedDirectly()) {
+  routeProcessWarnings((warning) => process.stderr.write(`calicoctl: warning: ${warning.message}\n`));
   const code = await main(process.argv.slice(2));
   process.exitCode = code;
 }

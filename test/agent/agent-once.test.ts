@@ -3,16 +3,14 @@
  * etcd programs a throwaway network namespace; `--once --dry-run` prints the plan and changes
  * nothing; a second `--once` writes 0 bytes; bad configuration and a dead etcd fail with one line.
  */
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createEtcdClient } from '../../src/datastore/client.js';
 import { READY_KEY, endpointKey, endpointStatusKey, profileRulesKey, profileTagsKey, type EndpointRef } from '../../src/model/index.js';
 import { freePort, startEtcd, type EtcdInstance } from '../helpers/etcd.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
+import { runNode } from '../helpers/run-node.js';
 
-const AGENT = join(process.cwd(), 'dist/agent/main.js');
 const HOST = 'smoke-host';
 const ref: EndpointRef = { host: HOST, orchestrator: 'docker', workload: 'w1', endpointId: 'e1' };
 
@@ -27,22 +25,13 @@ interface Run {
   logs: Record<string, unknown>[];
 }
 
-function runAgent(args: string[], env: NodeJS.ProcessEnv = etcd.env): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [AGENT, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const logs = stderr
-        .split('\n')
-        .filter((line) => line.startsWith('{'))
-        .map((line) => JSON.parse(line) as Record<string, unknown>);
-      resolve({ code, stdout, stderr, logs });
-    });
-  });
+async function runAgent(args: string[], env: NodeJS.ProcessEnv = etcd.env): Promise<Run> {
+  const run = await runNode('dist/agent/main.js', args, env);
+  const logs = run.stderr
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+  return { ...run, logs };
 }
 
 const once = (...extra: string[]) =>

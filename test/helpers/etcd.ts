@@ -1,10 +1,13 @@
 /**
  * Test harness: a private etcd (Debian `etcd-server`) per test file, on free loopback ports with
- * a temp data dir. `stop()` kills it and removes the dir; call it from afterAll. A process exit
- * hook also kills any instance left running, so a crashed test never leaves etcd behind.
+ * a temp data dir, optionally serving TLS with client-certificate authentication. `stop()` kills
+ * it and removes the dir; call it from afterAll. A process exit hook also kills any instance left
+ * running, so a crashed test never leaves etcd behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +25,16 @@ export interface EtcdInstance {
   restart(): Promise<void>;
   /** Stops etcd for good and deletes its data. */
   stop(): Promise<void>;
+}
+
+/** PEM files for a TLS etcd: its server certificate and the CA that signs client certificates. */
+export interface EtcdTls {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+  /** The client certificate the returned `env` presents. */
+  clientCertFile: string;
+  clientKeyFile: string;
 }
 
 const running = new Set<ChildProcess>();
@@ -42,26 +55,44 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function waitHealthy(endpoint: string, child: ChildProcess, log: () => string): Promise<void> {
+/** GET /health, over TLS with the client certificate when `tls` is given. */
+function healthy(endpoint: string, tls: EtcdTls | undefined): Promise<boolean> {
+  if (!tls) {
+    return fetch(`${endpoint}/health`)
+      .then(async (res) => res.ok && ((await res.json()) as { health?: string }).health === 'true')
+      .catch(() => false);
+  }
+  return new Promise((resolve) => {
+    const req = request(
+      `${endpoint}/health`,
+      { ca: readFileSync(tls.caFile), cert: readFileSync(tls.clientCertFile), key: readFileSync(tls.clientKeyFile) },
+      (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(res.statusCode === 200 && body.includes('"true"')));
+      },
+    );
+    req.on('error', () => resolve(false));
+    req.end();
+  });
+}
+
+async function waitHealthy(endpoint: string, tls: EtcdTls | undefined, child: ChildProcess, log: () => string): Promise<void> {
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`etcd exited with ${child.exitCode}:\n${log()}`);
-    try {
-      const res = await fetch(`${endpoint}/health`);
-      if (res.ok && ((await res.json()) as { health?: string }).health === 'true') return;
-    } catch {
-      // not listening yet
-    }
+    if (await healthy(endpoint, tls)) return;
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`etcd at ${endpoint} did not become healthy:\n${log()}`);
 }
 
-export async function startEtcd(): Promise<EtcdInstance> {
+export async function startEtcd(options: { tls?: EtcdTls } = {}): Promise<EtcdInstance> {
+  const { tls } = options;
   const dataDir = await mkdtemp(join(tmpdir(), 'calico-etcd-'));
   const clientPort = await freePort();
   const peerPort = await freePort();
-  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const endpoint = `${tls ? 'https' : 'http'}://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   let child: ChildProcess | undefined;
   let output = '';
@@ -79,6 +110,9 @@ export async function startEtcd(): Promise<EtcdInstance> {
         '--initial-advertise-peer-urls', peer,
         '--initial-cluster', `test=${peer}`,
         '--log-level', 'error',
+        ...(tls
+          ? ['--cert-file', tls.certFile, '--key-file', tls.keyFile, '--trusted-ca-file', tls.caFile, '--client-cert-auth']
+          : []),
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -87,7 +121,7 @@ export async function startEtcd(): Promise<EtcdInstance> {
     running.add(proc);
     proc.on('exit', () => running.delete(proc));
     child = proc;
-    await waitHealthy(endpoint, proc, () => output);
+    await waitHealthy(endpoint, tls, proc, () => output);
   };
 
   const kill = async (hard = false): Promise<void> => {
@@ -104,7 +138,13 @@ export async function startEtcd(): Promise<EtcdInstance> {
     endpoint,
     clientPort,
     dataDir,
-    env: { ...process.env, ETCD_ENDPOINTS: endpoint, ETCD_AUTHORITY: undefined, ETCD_SCHEME: undefined },
+    env: {
+      ...process.env,
+      ETCD_ENDPOINTS: endpoint,
+      ETCD_AUTHORITY: undefined,
+      ETCD_SCHEME: undefined,
+      ...(tls ? { ETCD_CA_CERT_FILE: tls.caFile, ETCD_CERT_FILE: tls.clientCertFile, ETCD_KEY_FILE: tls.clientKeyFile } : {}),
+    },
     kill,
     restart: launch,
     stop: async () => {

@@ -462,6 +462,9 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
         });
       }
       const commitAt = committed();
+      // waitApplied polls on its own; keep the timeline pollers going until each has seen it too.
+      const seen = (id: HostId): boolean => timelines[id].some((entry) => entry.revision >= result.revision);
+      while (!(seen('A') && seen('B')) && performance.now() < deadline) await sleep(2);
       polling = false;
       await Promise.all(pollers);
       const enforcedMs: Record<string, number> = {};

@@ -43,6 +43,8 @@ import type {
   IpFamily,
   KernelFamilyState,
   ProfileInput,
+  Snapshot,
+  SnapshotGenerations,
   TableName,
 } from '../compiler/types.js';
 import { endpointKey, type EndpointRef } from '../src/model/index.js';
@@ -59,6 +61,8 @@ export interface SnapshotSource {
   readonly revision: number;
   readonly profiles: ReadonlyMap<string, ProfileInput>;
   readonly endpoints: ReadonlyMap<string, EndpointInput>;
+  /** Change counters of the two Maps, when the source keeps that contract (Snapshot.generations). */
+  readonly generations?: SnapshotGenerations;
 }
 
 export type EndpointStatusValue = 'up' | 'down' | 'error';
@@ -303,13 +307,14 @@ export class Reconciler {
     return true;
   }
 
-  private snapshot() {
+  private snapshot(): Snapshot {
     const { source } = this.opts;
     return {
       hostname: this.opts.hostname,
       profiles: source.profiles,
       endpoints: source.endpoints,
       config: this.opts.compilerConfig,
+      generations: source.generations,
     };
   }
 

@@ -20,10 +20,13 @@
  * - `/calico/v1/Ready` present with any value but `true` sets `datastoreReady` false (the
  *   reconciler pauses programming); absent means ready.
  * - Keys outside the model (config, pools, other hosts' junk) are ignored.
+ * - `generations` counts mutations of the profiles and endpoints Maps (bumped in setEntry /
+ *   removeEntry, the only places that mutate them), so the compiler can skip an unchanged Map
+ *   (Snapshot.generations in compiler/types.ts).
  */
 import { performance } from 'node:perf_hooks';
 import { Range, type Etcd3, type IWatchResponse } from 'etcd3';
-import type { EndpointInput, ProfileInput } from '../compiler/types.js';
+import type { EndpointInput, ProfileInput, SnapshotGenerations } from '../compiler/types.js';
 import { V1_PREFIX, decodeEntry, parseKey, type Entry, type KeyRef } from '../src/model/index.js';
 import type { Logger } from './logger.js';
 import type { AgentMetrics } from './metrics.js';
@@ -95,6 +98,9 @@ export class Syncer {
   private readonly raw = new Map<string, string>();
   private readonly profileMap = new Map<string, ProfileInput>();
   private readonly endpointMap = new Map<string, EndpointInput>();
+  /** Bumped on every mutation of the Map of the same name. */
+  private profileGeneration = 0;
+  private endpointGeneration = 0;
   /** Keys currently invalid → reason (each key+reason is logged and counted once). */
   private readonly invalid = new Map<string, string>();
   private readyValue = true;
@@ -129,6 +135,10 @@ export class Syncer {
   /** Every valid endpoint of every host, by etcd key. */
   get endpoints(): ReadonlyMap<string, EndpointInput> {
     return this.endpointMap;
+  }
+  /** Change counters of `profiles` and `endpoints` (see the header). */
+  get generations(): SnapshotGenerations {
+    return { profiles: this.profileGeneration, endpoints: this.endpointGeneration };
   }
   /** The etcd revision the view reflects (0 before the first list). */
   get revision(): number {
@@ -380,12 +390,15 @@ export class Syncer {
       }
       case 'profileRules':
         this.profileMap.set(entry.profile, { ...this.profileMap.get(entry.profile), rules: entry.rules });
+        this.profileGeneration++;
         return true;
       case 'profileTags':
         this.profileMap.set(entry.profile, { ...this.profileMap.get(entry.profile), tags: entry.tags });
+        this.profileGeneration++;
         return true;
       case 'endpoint':
         this.endpointMap.set(key, { ref: entry.ref, endpoint: entry.endpoint });
+        this.endpointGeneration++;
         return true;
       default:
         // Config and pools are not consumed by the agent (configuration comes from flags/env/file).
@@ -409,10 +422,14 @@ export class Syncer {
         if (ref.kind === 'profileRules' ? existing.rules === undefined : existing.tags === undefined) return false;
         if (rest.rules === undefined && rest.tags === undefined) this.profileMap.delete(ref.profile);
         else this.profileMap.set(ref.profile, rest);
+        this.profileGeneration++;
         return true;
       }
-      case 'endpoint':
-        return this.endpointMap.delete(key);
+      case 'endpoint': {
+        const removed = this.endpointMap.delete(key);
+        if (removed) this.endpointGeneration++;
+        return removed;
+      }
       default:
         return false;
     }

@@ -11,25 +11,41 @@
  *
  * Invariants:
  * - The result depends only on the snapshot's contents: profiles and interfaces are sorted, ties
- *   are broken by etcd key, ipset members are sorted, so insertion order never matters.
- * - Memoisation is by object identity (rules arrays, endpoint objects) plus the inputs' values,
- *   so the objects in a Snapshot (ProfileInput, Rules, EndpointInput, Endpoint, config) must never
- *   be mutated after being handed in: replace them. The Snapshot's Maps themselves may be the
- *   same mutable Maps from one compile to the next; they are walked every time.
- *   With that, recompiling after a one-profile change re-renders only that profile's chains; the
- *   remaining cost is one allocation-free walk over the cluster's endpoints.
+ *   are broken by etcd key, ipset members are sorted, so insertion order never matters, and a
+ *   warm Compiler returns exactly what a fresh one would.
+ * - Memoisation is by object identity (rules arrays, endpoint objects, profile objects) plus the
+ *   inputs' values, so the objects in a Snapshot (ProfileInput, Rules, EndpointInput, Endpoint,
+ *   config) must never be mutated after being handed in: replace them. The Snapshot's Maps may
+ *   be the same mutable Maps from one compile to the next; they are walked every time unless the
+ *   Snapshot carries `generations` (types.ts has that contract).
  * - Local endpoints whose names lack the prefix, and duplicate interface names, are reported
  *   as Diagnostics and ignored; a missing profile fails closed (see endpoint-chains.ts).
+ *
+ * How a change costs work in proportion to its size (figures: test/bench/compile-bench.ts):
+ * - EndpointIndex and ProfileIndex hold what is derived from each Map; an unchanged Map (same
+ *   object, same generation) is not walked, a changed one is walked and compared by identity.
+ * - `patch`: when the config, the local endpoints and the presence of every profile a local
+ *   endpoint lists are unchanged, the set of chains is unchanged. Then only changed profiles'
+ *   chains and the sets of the tags they (or endpoints whose membership changed) touch are
+ *   recomputed, and the previous spec maps are copied with those entries replaced; map-lineage.ts
+ *   records each copy so planFamily compares only those entries. Nothing changed: the previous
+ *   spec itself is returned.
+ * - `build`: anything else assembles every chain and set, still from the memo tables.
+ * - A compile that throws leaves no half-updated state: the next one starts from scratch.
  */
 import type { Endpoint, IpVersion, Rule } from '../src/model/index.js';
 import { renderDispatchChains } from './dispatch-chains.js';
 import { renderEndpointChains, type EndpointChains } from './endpoint-chains.js';
+import { EndpointIndex } from './endpoint-index.js';
 import { renderGlobalChains, type GlobalChains } from './global-chains.js';
+import { orderedMap, patchMap } from './map-lineage.js';
 import type { Direction } from './names.js';
 import { renderProfileChain, type RenderedProfileChain } from './profile-chains.js';
+import { ProfileIndex } from './profile-index.js';
 import { buildTagIpset, memberForm, type BuiltIpset } from './tag-ipsets.js';
 import type {
   ChainSpec,
+  CompilerConfig,
   DataplaneSpec,
   Diagnostic,
   EndpointInput,
@@ -41,18 +57,13 @@ import type {
 const FAMILIES: readonly IpVersion[] = [4, 6];
 
 const NO_ENDPOINTS: readonly Endpoint[] = [];
+const NO_IDS: readonly string[] = [];
 
-/** Walks a profile's endpoint list from the previous compile in step with the current snapshot. */
-interface MemberCursor {
-  previous: readonly Endpoint[];
-  matched: number;
-  /** Set once the current list diverges from the previous one. */
-  fresh: Endpoint[] | undefined;
-}
+type ProfileChainPair = readonly [inbound: RenderedProfileChain, outbound: RenderedProfileChain];
 
 interface CachedIpset {
   maxIpsetSize: number;
-  /** The per-profile endpoint lists the set was built from (compared by identity). */
+  /** The member lists of the profiles carrying the tag, in carrier order (compared by identity). */
   sources: readonly (readonly Endpoint[])[];
   built: BuiltIpset;
 }
@@ -69,8 +80,27 @@ interface EndpointChainMemo {
   byFamily: Partial<Record<IpVersion, EndpointChains>>;
 }
 
-function byName<T>(entries: Iterable<[string, T]>): Map<string, T> {
-  return new Map([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+/** One family's part of a compile, and what it was made of. */
+interface FamilyResult {
+  spec: FamilySpec;
+  /** Chains of the profiles in use, by profile id. */
+  profileChains: Map<string, ProfileChainPair>;
+  /** Tag → how many of those chains reference it; exactly the tags that get a set. */
+  tagRefs: Map<string, number>;
+  /** The sets by tag, with what they were built from. */
+  ipsets: Map<string, CachedIpset>;
+}
+
+/** A compile's spec and what `patch` needs to derive the next one from it. */
+interface CompileResult {
+  spec: DataplaneSpec;
+  configKey: string;
+  localEndpoints: ReadonlyMap<string, EndpointInput>;
+  endpointDiagnostics: readonly Diagnostic[];
+  /** Profiles reachable from active local endpoints. */
+  usedProfiles: ReadonlySet<string>;
+  missingDiagnostics: readonly Diagnostic[];
+  families: Record<IpVersion, FamilyResult>;
 }
 
 function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
@@ -86,6 +116,26 @@ function compareDiagnostics(a: Diagnostic, b: Diagnostic): number {
   return 0;
 }
 
+/** Adds `delta` to each tag's count; returns the tags whose count left or reached zero. */
+function countTags(counts: Map<string, number>, tags: readonly string[], delta: 1 | -1, crossed?: Set<string>): void {
+  for (const tag of tags) {
+    const count = (counts.get(tag) ?? 0) + delta;
+    if (count === 0) counts.delete(tag);
+    else counts.set(tag, count);
+    if (count === 0 || count === delta) crossed?.add(tag);
+  }
+}
+
+function sortedDiagnostics(result: Omit<CompileResult, 'spec'>): Diagnostic[] {
+  const diagnostics = [...result.endpointDiagnostics, ...result.missingDiagnostics];
+  for (const family of FAMILIES) {
+    for (const cached of result.families[family].ipsets.values()) {
+      if (cached.built.diagnostic) diagnostics.push(cached.built.diagnostic);
+    }
+  }
+  return diagnostics.sort(compareDiagnostics);
+}
+
 /**
  * A compiler with its memo tables. Pure from the outside: `compile` returns the same spec for
  * equal snapshots whatever was compiled before; the memo tables only save work.
@@ -96,40 +146,42 @@ export class Compiler {
   private readonly endpointMembers = new WeakMap<Endpoint, Record<IpVersion, string[]>>();
   private readonly globalChains = new WeakMap<object, Map<string, GlobalChains>>();
   private dispatch: { key: string; chains: ChainSpec[] } | undefined;
-  /** Previous compile: the endpoints (snapshot order) of every profile that carries tags. */
-  private profileMembers = new Map<string, readonly Endpoint[]>();
-  /** Previous compile: tag sets per family, by tag. */
-  private ipsets: Record<IpVersion, Map<string, CachedIpset>> = { 4: new Map(), 6: new Map() };
-  /** Previous compile: the profile chains per family and the sorted tags they reference. */
-  private tagsInUse: Partial<Record<IpVersion, { chains: readonly RenderedProfileChain[]; tags: readonly string[] }>> = {};
-  /** Previous compile: the filter chain list and its map per family, reused when unchanged. */
-  private chainMaps: Partial<Record<IpVersion, { list: readonly ChainSpec[]; map: Map<string, ChainSpec> }>> = {};
+  private endpoints = new EndpointIndex();
+  private profiles = new ProfileIndex();
+  private previous: CompileResult | undefined;
 
   compile(snapshot: Snapshot): DataplaneSpec {
-    const { config, profiles } = snapshot;
-    const prefix = config.interfacePrefix;
-    const diagnostics: Diagnostic[] = [];
-
-    const { claims, profileMembers } = this.scanEndpoints(snapshot, diagnostics);
-
-    // Local endpoints by interface; ties on the interface name go to the smallest etcd key.
-    const local = new Map<string, EndpointInput>();
-    for (const [iface, claimants] of claims) {
-      claimants.sort(([a], [b]) => (a < b ? -1 : 1));
-      const [winnerKey, winner] = claimants[0]!;
-      local.set(iface, winner);
-      for (const [loser] of claimants.slice(1)) {
-        diagnostics.push({
-          kind: 'invalid-endpoint',
-          subject: loser,
-          message: `interface ${iface} is already used by ${winnerKey}; endpoint ignored`,
-        });
+    const previous = this.previous;
+    this.previous = undefined;
+    try {
+      this.endpoints.update(snapshot);
+      this.profiles.update(snapshot);
+      const configKey = JSON.stringify(snapshot.config);
+      let result: CompileResult | undefined;
+      if (
+        previous !== undefined &&
+        previous.configKey === configKey &&
+        previous.localEndpoints === this.endpoints.localEndpoints &&
+        previous.endpointDiagnostics === this.endpoints.diagnostics
+      ) {
+        result = this.patch(previous, snapshot.config);
       }
+      result ??= this.build(snapshot.config, configKey, previous);
+      this.previous = result;
+      return result.spec;
+    } catch (error) {
+      this.endpoints = new EndpointIndex();
+      this.profiles = new ProfileIndex();
+      throw error;
     }
-    const localEndpoints = byName(local);
+  }
+
+  /** Everything assembled from the indexes and memo tables; unchanged maps are kept by identity. */
+  private build(config: CompilerConfig, configKey: string, previous: CompileResult | undefined): CompileResult {
+    const localEndpoints = this.endpoints.localEndpoints;
+    const hasProfile = (id: string): boolean => this.profiles.get(id)?.rules !== undefined;
 
     // Profiles reachable from active local endpoints (up to the first missing one of each).
-    const hasProfile = (id: string): boolean => profiles.get(id)?.rules !== undefined;
     const usedProfiles = new Set<string>();
     const missing = new Map<string, number>();
     for (const input of localEndpoints.values()) {
@@ -142,184 +194,190 @@ export class Compiler {
         usedProfiles.add(id);
       }
     }
+    const missingDiagnostics: Diagnostic[] = [];
     for (const [id, count] of missing) {
-      diagnostics.push({
+      missingDiagnostics.push({
         kind: 'missing-profile',
         subject: id,
         message: `profile ${id} is missing or has invalid rules; ${count} local endpoint(s) drop traffic in that direction`,
       });
     }
     const sortedProfiles = [...usedProfiles].sort();
-    const dispatchChains = this.dispatchChains([...localEndpoints.keys()], prefix);
+    const dispatchChains = this.dispatchChains([...localEndpoints.keys()], config.interfacePrefix);
 
-    const profilesByTag = new Map<string, string[]>();
-    profiles.forEach((profile, id) => {
-      for (const tag of profile.tags ?? []) {
-        const carriers = profilesByTag.get(tag);
-        if (carriers) carriers.push(id);
-        else profilesByTag.set(tag, [id]);
-      }
-    });
-
-    const familySpecs = {} as Record<IpVersion, FamilySpec>;
-    const nextIpsets: Record<IpVersion, Map<string, CachedIpset>> = { 4: new Map(), 6: new Map() };
+    const families = {} as Record<IpVersion, FamilyResult>;
     for (const family of FAMILIES) {
+      const before = previous?.families[family];
       // Chains in a fixed order: globals, dispatch, profiles by id, endpoints by interface.
       const globals = this.globals(config, family);
       const filter: ChainSpec[] = [...globals.chains.filter, ...dispatchChains];
-      const rendered: RenderedProfileChain[] = [];
+      const profileChains = new Map<string, ProfileChainPair>();
+      const tagRefs = new Map<string, number>();
       for (const id of sortedProfiles) {
-        const rules = profiles.get(id)!.rules!;
-        rendered.push(
-          this.profileChain(id, rules.inbound_rules, 'inbound', family, config.acceptMarkBit),
-          this.profileChain(id, rules.outbound_rules, 'outbound', family, config.acceptMarkBit),
-        );
+        const pair = this.profileChainPair(id, family, config.acceptMarkBit);
+        profileChains.set(id, pair);
+        for (const rendered of pair) {
+          filter.push(rendered.chain);
+          countTags(tagRefs, rendered.tags, 1);
+        }
       }
-      for (const profileChain of rendered) filter.push(profileChain.chain);
       for (const input of localEndpoints.values()) {
         const chains = this.endpointChainsOf(input, family, config.acceptMarkBit, hasProfile);
         filter.push(chains.inbound, chains.outbound);
       }
 
-      const ipsets = new Map<string, IpsetSpec>();
-      for (const tag of this.referencedTags(family, rendered)) {
-        const sources = (profilesByTag.get(tag) ?? []).map((id) => profileMembers.get(id) ?? NO_ENDPOINTS);
-        const built = this.tagIpset(tag, family, config.maxIpsetSize, sources, nextIpsets[family]);
-        if (built.diagnostic) diagnostics.push(built.diagnostic);
-        ipsets.set(built.spec.name, built.spec);
+      const ipsets = new Map<string, CachedIpset>();
+      for (const tag of [...tagRefs.keys()].sort()) {
+        ipsets.set(tag, this.tagIpset(tag, family, config.maxIpsetSize, before?.ipsets.get(tag)));
       }
 
-      familySpecs[family] = {
-        family,
-        tables: {
-          filter: { chains: this.chainMap(family, filter), hooks: globals.hooks.filter },
-          raw: { chains: new Map(globals.chains.raw.map((c) => [c.name, c])), hooks: globals.hooks.raw },
-        },
-        ipsets,
-      };
+      const filterChains = orderedMap(before?.spec.tables.filter.chains, filter.map((c) => [c.name, c] as const));
+      const rawChains = orderedMap(before?.spec.tables.raw.chains, globals.chains.raw.map((c) => [c.name, c] as const));
+      const ipsetSpecs = orderedMap(before?.spec.ipsets, [...ipsets.values()].map(({ built }) => [built.spec.name, built.spec] as const));
+      const unchanged =
+        before !== undefined &&
+        filterChains === before.spec.tables.filter.chains &&
+        rawChains === before.spec.tables.raw.chains &&
+        ipsetSpecs === before.spec.ipsets &&
+        globals.hooks.filter === before.spec.tables.filter.hooks &&
+        globals.hooks.raw === before.spec.tables.raw.hooks;
+      const spec: FamilySpec = unchanged
+        ? before.spec
+        : {
+            family,
+            tables: {
+              filter: { chains: filterChains, hooks: globals.hooks.filter },
+              raw: { chains: rawChains, hooks: globals.hooks.raw },
+            },
+            ipsets: ipsetSpecs,
+          };
+      families[family] = { spec, profileChains, tagRefs, ipsets };
     }
-    this.ipsets = nextIpsets;
-    this.profileMembers = profileMembers;
 
-    diagnostics.sort(compareDiagnostics);
-    return { v4: familySpecs[4], v6: familySpecs[6], diagnostics, localEndpoints };
+    const result = {
+      configKey,
+      localEndpoints,
+      endpointDiagnostics: this.endpoints.diagnostics,
+      usedProfiles,
+      missingDiagnostics,
+      families,
+    };
+    const spec: DataplaneSpec = { v4: families[4].spec, v6: families[6].spec, diagnostics: sortedDiagnostics(result), localEndpoints };
+    return { ...result, spec };
   }
 
   /**
-   * The one pass over the whole cluster: claims of local interfaces, and for every profile that
-   * carries tags the endpoints using it, in snapshot order. It allocates nothing while the
-   * cluster matches the previous compile: each profile's previous list is walked in step, and
-   * only a list that diverges is copied. An unchanged profile keeps its previous array, which is
-   * how tagIpset knows a set is unchanged (identity check).
+   * The previous result updated for changed profiles and member lists, or undefined when the set
+   * of chains may change (a profile listed by a local endpoint gained or lost valid rules). The
+   * caller guarantees the config and the local endpoints are those of `previous`, which is
+   * consumed: its per-family tables are updated in place.
    */
-  private scanEndpoints(
-    snapshot: Snapshot,
-    diagnostics: Diagnostic[],
-  ): { claims: Map<string, [string, EndpointInput][]>; profileMembers: Map<string, readonly Endpoint[]> } {
-    const { hostname } = snapshot;
-    const prefix = snapshot.config.interfacePrefix;
-    const cursors = new Map<string, MemberCursor>();
-    snapshot.profiles.forEach((profile, id) => {
-      if (profile.tags !== undefined && profile.tags.length > 0) {
-        cursors.set(id, { previous: this.profileMembers.get(id) ?? NO_ENDPOINTS, matched: 0, fresh: undefined });
-      }
-    });
-    const claims = new Map<string, [string, EndpointInput][]>();
-    snapshot.endpoints.forEach((input, key) => {
-      const endpoint = input.endpoint;
-      if (input.ref.host === hostname) {
-        const iface = endpoint.name;
-        if (!iface.startsWith(prefix)) {
-          diagnostics.push({
-            kind: 'invalid-endpoint',
-            subject: key,
-            message: `interface ${iface} does not start with the workload prefix ${prefix}; endpoint ignored`,
-          });
-        } else {
-          const claimants = claims.get(iface);
-          if (claimants) claimants.push([key, input]);
-          else claims.set(iface, [[key, input]]);
-        }
-      }
-      const ids = endpoint.profile_ids;
-      for (let i = 0; i < ids.length; i++) {
-        const cursor = cursors.get(ids[i]!);
-        if (cursor === undefined) continue;
-        if (cursor.fresh === undefined) {
-          if (cursor.previous[cursor.matched] === endpoint) {
-            cursor.matched++;
-            continue;
-          }
-          cursor.fresh = cursor.previous.slice(0, cursor.matched);
-        }
-        cursor.fresh.push(endpoint);
-      }
-    });
-    const profileMembers = new Map<string, readonly Endpoint[]>();
-    for (const [id, cursor] of cursors) {
-      if (cursor.fresh !== undefined) profileMembers.set(id, cursor.fresh);
-      else if (cursor.matched === cursor.previous.length) profileMembers.set(id, cursor.previous);
-      else profileMembers.set(id, cursor.previous.slice(0, cursor.matched));
+  private patch(previous: CompileResult, config: CompilerConfig): CompileResult | undefined {
+    const changes = this.profiles.changes;
+    const changedMembers = this.endpoints.changedMembers;
+    if (changes.size === 0 && changedMembers.size === 0) return previous;
+
+    const localProfileIds = this.endpoints.localProfileIds;
+    const changedUsed: string[] = [];
+    const dirtyTags = new Set<string>();
+    for (const [id, { before, after }] of changes) {
+      if ((before?.rules === undefined) !== (after?.rules === undefined) && localProfileIds.has(id)) return undefined;
+      if (previous.usedProfiles.has(id)) changedUsed.push(id);
+      for (const tag of before?.tags ?? NO_IDS) dirtyTags.add(tag);
+      for (const tag of after?.tags ?? NO_IDS) dirtyTags.add(tag);
     }
-    return { claims, profileMembers };
+    for (const id of changedMembers) for (const tag of this.profiles.get(id)?.tags ?? NO_IDS) dirtyTags.add(tag);
+    // Sorted, inbound before outbound: the order of the profile chains in the filter map.
+    changedUsed.sort();
+
+    let ipsetsChanged = false;
+    const families = {} as Record<IpVersion, FamilyResult>;
+    for (const family of FAMILIES) {
+      const before = previous.families[family];
+      const { profileChains, tagRefs, ipsets } = before;
+      const chainUpdates: (readonly [string, ChainSpec])[] = [];
+      const candidates = new Set(dirtyTags);
+      for (const id of changedUsed) {
+        const pair = this.profileChainPair(id, family, config.acceptMarkBit);
+        const old = profileChains.get(id)!;
+        profileChains.set(id, pair);
+        for (const k of [0, 1] as const) {
+          if (pair[k] === old[k]) continue;
+          chainUpdates.push([pair[k].chain.name, pair[k].chain]);
+          countTags(tagRefs, old[k].tags, -1, candidates);
+          countTags(tagRefs, pair[k].tags, 1, candidates);
+        }
+      }
+
+      let tagsChanged = false;
+      const updatedTags: string[] = [];
+      for (const tag of candidates) {
+        const cached = ipsets.get(tag);
+        if (!tagRefs.has(tag)) {
+          if (cached !== undefined) ipsets.delete(tag);
+          tagsChanged ||= cached !== undefined;
+          continue;
+        }
+        const next = this.tagIpset(tag, family, config.maxIpsetSize, cached);
+        if (next === cached) continue;
+        ipsets.set(tag, next);
+        if (cached === undefined) tagsChanged = true;
+        else if (next.built.spec !== cached.built.spec) updatedTags.push(tag);
+      }
+      let ipsetSpecs = before.spec.ipsets;
+      if (tagsChanged) {
+        ipsetSpecs = new Map([...ipsets.keys()].sort().map((tag) => {
+          const { spec } = ipsets.get(tag)!.built;
+          return [spec.name, spec] as const;
+        }));
+      } else {
+        // The set map is in tag order.
+        updatedTags.sort();
+        ipsetSpecs = patchMap(ipsetSpecs, updatedTags.map((tag) => {
+          const { spec } = ipsets.get(tag)!.built;
+          return [spec.name, spec] as const;
+        }));
+      }
+      ipsetsChanged ||= ipsetSpecs !== before.spec.ipsets;
+
+      const filterChains = patchMap(before.spec.tables.filter.chains, chainUpdates);
+      const spec: FamilySpec =
+        filterChains === before.spec.tables.filter.chains && ipsetSpecs === before.spec.ipsets
+          ? before.spec
+          : {
+              family,
+              tables: { filter: { chains: filterChains, hooks: before.spec.tables.filter.hooks }, raw: before.spec.tables.raw },
+              ipsets: ipsetSpecs,
+            };
+      families[family] = { spec, profileChains, tagRefs, ipsets };
+    }
+
+    const result = { ...previous, families };
+    const diagnostics = ipsetsChanged ? sortedDiagnostics(result) : previous.spec.diagnostics;
+    const spec: DataplaneSpec = { v4: families[4].spec, v6: families[6].spec, diagnostics, localEndpoints: previous.spec.localEndpoints };
+    return { ...result, spec };
   }
 
   /**
-   * The tag's set from `sources`, the endpoint lists of the profiles carrying the tag; the
-   * previous compile's set is reused when those lists are the same arrays.
+   * The tag's set, from the member lists of the profiles carrying it; `cached` (the previous
+   * compile's) is returned when built from the same lists.
    */
-  private tagIpset(
-    tag: string,
-    family: IpVersion,
-    maxIpsetSize: number,
-    sources: readonly (readonly Endpoint[])[],
-    nextIpsets: Map<string, CachedIpset>,
-  ): BuiltIpset {
-    let cached = this.ipsets[family].get(tag);
-    if (cached === undefined || cached.maxIpsetSize !== maxIpsetSize || !sameItems(cached.sources, sources)) {
-      const members: string[] = [];
-      for (const list of sources) for (const endpoint of list) members.push(...this.membersOf(endpoint)[family]);
-      cached = { maxIpsetSize, sources, built: buildTagIpset(tag, family, members, maxIpsetSize) };
-    }
-    nextIpsets.set(tag, cached);
-    return cached.built;
+  private tagIpset(tag: string, family: IpVersion, maxIpsetSize: number, cached: CachedIpset | undefined): CachedIpset {
+    const members = this.endpoints.members;
+    const sources = (this.profiles.carriers.get(tag) ?? NO_IDS).map((id) => members.get(id) ?? NO_ENDPOINTS);
+    if (cached !== undefined && cached.maxIpsetSize === maxIpsetSize && sameItems(cached.sources, sources)) return cached;
+    const addresses: string[] = [];
+    for (const list of sources) for (const endpoint of list) addresses.push(...this.membersOf(endpoint)[family]);
+    return { maxIpsetSize, sources, built: buildTagIpset(tag, family, addresses, maxIpsetSize) };
   }
 
-  /** Sorted tags referenced by the family's profile chains (reused while the chains are the same). */
-  private referencedTags(family: IpVersion, chains: readonly RenderedProfileChain[]): readonly string[] {
-    const previous = this.tagsInUse[family];
-    if (previous !== undefined && sameItems(previous.chains, chains)) return previous.tags;
-    const tags = new Set<string>();
-    for (const chain of chains) for (const tag of chain.tags) tags.add(tag);
-    const sorted = [...tags].sort();
-    this.tagsInUse[family] = { chains, tags: sorted };
-    return sorted;
-  }
-
-  /** The family's chain map, reusing (or copying and patching) the previous one when only chain contents changed. */
-  private chainMap(family: IpVersion, list: readonly ChainSpec[]): Map<string, ChainSpec> {
-    const previous = this.chainMaps[family];
-    let map: Map<string, ChainSpec> | undefined;
-    if (previous !== undefined && previous.list.length === list.length) {
-      let changed: ChainSpec[] | undefined = [];
-      for (let i = 0; i < list.length && changed !== undefined; i++) {
-        const before = previous.list[i]!;
-        const after = list[i]!;
-        if (before === after) continue;
-        if (before.name === after.name) changed.push(after);
-        else changed = undefined;
-      }
-      if (changed !== undefined) {
-        map = changed.length === 0 ? previous.map : new Map(previous.map);
-        for (const chain of changed) map.set(chain.name, chain);
-      }
-    }
-    if (map === undefined) {
-      map = new Map();
-      for (const chain of list) map.set(chain.name, chain);
-    }
-    this.chainMaps[family] = { list, map };
-    return map;
+  /** Both chains of a profile in use (it has rules). */
+  private profileChainPair(id: string, family: IpVersion, markBit: number): ProfileChainPair {
+    const rules = this.profiles.get(id)!.rules!;
+    return [
+      this.profileChain(id, rules.inbound_rules, 'inbound', family, markBit),
+      this.profileChain(id, rules.outbound_rules, 'outbound', family, markBit),
+    ];
   }
 
   private profileChain(

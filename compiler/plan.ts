@@ -20,7 +20,14 @@
  * Invariants: a step with nothing to do is ''; planning a spec against its own kernelStateOf is
  * all empty (0 bytes); a change confined to one chain writes only that chain. Unchanged chains
  * are detected by hash lists (identity first, so a no-op plan costs no string comparisons).
+ *
+ * Cost: when `actual` came from `kernelStateOf(earlier)` (the agent caches that after a write)
+ * and the desired map is that earlier spec's map, or a copy of it with some entries replaced
+ * (map-lineage.ts), only those entries are compared: every other entry of the state holds
+ * exactly what the desired map holds. Any other state (read back from the kernel, edited) is
+ * compared entry by entry. Either way the plan text is the same.
  */
+import { lineageOf, originOf, recordOrigin } from './map-lineage.js';
 import { ipsetPrefix, isOwnedChain, tempIpsetName } from './names.js';
 import type {
   BuiltinRule,
@@ -36,6 +43,27 @@ import type {
 } from './types.js';
 
 const TABLES: readonly TableName[] = ['filter', 'raw'];
+
+/**
+ * The keys of `desired` that may differ from `actual`, in `desired`'s order: all of them unless
+ * `actual` was produced from `desired` (none) or from the map `desired` was patched from (the
+ * patched keys). Never a key of `actual` missing from `desired` in the latter two cases.
+ */
+function keysToCompare<T>(desired: ReadonlyMap<string, T>, actual: ReadonlyMap<string, unknown>): Iterable<string> {
+  const origin = originOf(actual);
+  if (origin !== undefined) {
+    if (origin === desired) return [];
+    const lineage = lineageOf(desired);
+    if (lineage !== undefined && lineage.base === origin) return lineage.changed;
+  }
+  return desired.keys();
+}
+
+/** True when `actual` holds no key that `desired` lacks, known without looking at the keys. */
+function knownSameKeys(desired: ReadonlyMap<string, unknown>, actual: ReadonlyMap<string, unknown>): boolean {
+  const origin = originOf(actual);
+  return origin !== undefined && (origin === desired || lineageOf(desired)?.base === origin);
+}
 
 function sameHashes(desired: readonly string[], actual: readonly (string | null)[] | undefined): boolean {
   if (actual === desired) return true;
@@ -57,7 +85,8 @@ const producedIpsetStates = new WeakMap<IpsetSpec, KernelIpsetState>();
 
 function planIpsets(desired: FamilySpec, actual: KernelFamilyState): string {
   let out = '';
-  for (const spec of desired.ipsets.values()) {
+  for (const name of keysToCompare(desired.ipsets, actual.ipsets)) {
+    const spec = desired.ipsets.get(name)!;
     const current = actual.ipsets.get(spec.name);
     if (current === undefined) {
       out += createLine(spec.name, spec);
@@ -81,6 +110,7 @@ function planIpsets(desired: FamilySpec, actual: KernelFamilyState): string {
 }
 
 function planIpsetDeletions(desired: FamilySpec, actual: KernelFamilyState): string {
+  if (knownSameKeys(desired.ipsets, actual.ipsets)) return '';
   let out = '';
   const rebuilt = new Set<string>();
   for (const spec of desired.ipsets.values()) {
@@ -99,8 +129,9 @@ function planIpsetDeletions(desired: FamilySpec, actual: KernelFamilyState): str
 
 function planTableUpdates(table: TableName, desired: TableSpec, actual: KernelTableState): string {
   const changed: ChainSpec[] = [];
-  for (const chain of desired.chains.values()) {
-    if (!sameHashes(chain.hashes, actual.chains.get(chain.name))) changed.push(chain);
+  for (const name of keysToCompare(desired.chains, actual.chains)) {
+    const chain = desired.chains.get(name)!;
+    if (!sameHashes(chain.hashes, actual.chains.get(name))) changed.push(chain);
   }
   let hookLines = '';
   const hooked = new Set<string>();
@@ -129,6 +160,7 @@ function planTableUpdates(table: TableName, desired: TableSpec, actual: KernelTa
 }
 
 function planTableDeletions(table: TableName, desired: TableSpec, actual: KernelTableState): string {
+  if (knownSameKeys(desired.chains, actual.chains)) return '';
   const stale = [...actual.chains.keys()].filter((name) => isOwnedChain(name) && !desired.chains.has(name)).sort();
   if (stale.length === 0) return '';
   return `*${table}\n${stale.map((name) => `-F ${name}\n`).join('')}${stale.map((name) => `-X ${name}\n`).join('')}COMMIT\n`;
@@ -154,14 +186,22 @@ export function emptyKernelState(): KernelFamilyState {
   return { tables: { filter: table(), raw: table() }, ipsets: new Map() };
 }
 
-/** What the kernel holds after the spec has been fully applied to an otherwise empty kernel. */
+/**
+ * What the kernel holds after the spec has been fully applied to an otherwise empty kernel. The
+ * result's maps must not be mutated (planFamily relies on their recorded origin).
+ */
 export function kernelStateOf(spec: FamilySpec): KernelFamilyState {
-  const table = (t: TableSpec): KernelTableState => ({
-    chains: new Map([...t.chains.values()].map((chain) => [chain.name, chain.hashes])),
-    builtins: new Map(
-      t.hooks.map((hook) => [hook.builtin, [{ hash: hook.hash, rule: hook.rule } satisfies BuiltinRule]]),
-    ),
-  });
+  const table = (t: TableSpec): KernelTableState => {
+    const chains = new Map<string, readonly string[]>();
+    for (const [name, chain] of t.chains) chains.set(name, chain.hashes);
+    recordOrigin(chains, t.chains);
+    return {
+      chains,
+      builtins: new Map(
+        t.hooks.map((hook) => [hook.builtin, [{ hash: hook.hash, rule: hook.rule } satisfies BuiltinRule]]),
+      ),
+    };
+  };
   const ipsets = new Map<string, KernelIpsetState>();
   for (const set of spec.ipsets.values()) {
     let state = producedIpsetStates.get(set);
@@ -171,6 +211,7 @@ export function kernelStateOf(spec: FamilySpec): KernelFamilyState {
     }
     ipsets.set(set.name, state);
   }
+  recordOrigin(ipsets, spec.ipsets);
   return { tables: { filter: table(spec.tables.filter), raw: table(spec.tables.raw) }, ipsets };
 }
 

@@ -127,7 +127,7 @@ export async function startEtcd(options: { tls?: EtcdTls } = {}): Promise<EtcdIn
   const kill = async (hard = false): Promise<void> => {
     const proc = child;
     child = undefined;
-    if (!proc || proc.exitCode !== null) return;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
     proc.kill(hard ? 'SIGKILL' : 'SIGTERM');
     await exited;

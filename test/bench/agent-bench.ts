@@ -1,0 +1,885 @@
+/**
+ * End-to-end scale benchmark of the real calico-agent against the kernel floor (prints figures,
+ * asserts nothing). Run: `npm run bench:agent` (builds first).
+ *
+ * One private etcd, one throwaway host namespace per iptables backend, the built agent
+ * (`dist/agent/main.js`) programming that namespace through `--dataplane-netns`. No packets are
+ * sent: this measures programming, not forwarding. Phases, per backend:
+ *   1. cold start on an empty kernel → ready; restore calls/bytes; rules, chains, set members;
+ *   2. warm restart (SIGTERM, start again) → ready; restore bytes written (target 0);
+ *   3. single-profile rule change (one IPv4 rule's src_net edited, so one chain rewritten):
+ *      etcd put → `/status` appliedRevision ≥ put revision, the same seen as the agent's
+ *      `dataplane applied` log line arriving, and the agent's own `etcdToKernelMs`;
+ *   4. tag membership change (a remote IPv4 endpoint joins / leaves a referenced tag), same way;
+ *   5. burst of endpoint updates spread over ~1 s: time from the last put to applied, restore
+ *      calls and passes it took;
+ *   6. agent RSS (`/proc/<pid>/status`) and V8 heap after all that.
+ * Then a summary table: measurement | figure | floor | target | within target?
+ * Floors are Part B of /work/shared/reference/perf-reliability.md (interpolated to the rule and
+ * member counts actually programmed); targets are its Part C (C1–C4).
+ *
+ * Scale (flags `--local=1000` or env `LOCAL=1000`, same for each): LOCAL endpoints on the measured
+ * host `bench-host`, REMOTE endpoints on 100 other hosts, PROFILES profiles of RULES rules (60 %
+ * inbound), TAGS tags (profile i carries tag-(i mod TAGS); every tag is referenced by a rule),
+ * ITERATIONS per latency phase, BURST updates, BACKENDS (`nft`, `legacy` or `nft,legacy`), POLL_MS
+ * between /status polls, IFACES=1 to create the local endpoints' interfaces (dummy links) so the
+ * agent's per-interface plumbing runs instead of skipping missing interfaces.
+ *
+ * Addresses: IPv4 from 198.18.0.0/15 (RFC 2544 benchmarking range: the documentation ranges hold
+ * only 768 addresses), IPv6 from 2001:db8::/32, rule nets from 203.0.113.0/24 and 2001:db8::/32.
+ * The agent runs with host/endpoint status reporting off (as in test/lab), so every etcd revision
+ * comes from this benchmark's writes.
+ *
+ * Invariant: everything created (namespaces, etcd and its data dir, agent processes) is removed
+ * on success, on error and on SIGINT/SIGTERM.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync, readFileSync, rmSync } from 'node:fs';
+import { Agent as HttpAgent, get as httpGet } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { Etcd3, type IRequestOp } from 'etcd3';
+import {
+  READY_KEY,
+  decodeEntry,
+  endpointKey,
+  profileRulesKey,
+  profileTagsKey,
+  type EndpointRef,
+} from '../../src/model/index.js';
+import { freePort, startEtcd, type EtcdInstance } from '../helpers/etcd.js';
+import { createNetns, type Netns } from '../helpers/netns.js';
+import { AGENT } from '../lab/lab.js';
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+
+function setting(name: string, fallback: string): string {
+  const flag = process.argv.find((arg) => arg.startsWith(`--${name.toLowerCase().replace(/_/g, '-')}=`));
+  return flag ? flag.slice(flag.indexOf('=') + 1) : process.env[name] ?? fallback;
+}
+function intSetting(name: string, fallback: number): number {
+  const text = setting(name, String(fallback));
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0) throw new Error(`${name}: expected a non-negative integer, got ${JSON.stringify(text)}`);
+  return value;
+}
+
+const HOST = 'bench-host';
+const REMOTE_HOSTS = 100;
+const LOCAL = intSetting('LOCAL', 1_000);
+const REMOTE = intSetting('REMOTE', 10_000);
+const PROFILES = Math.max(1, intSetting('PROFILES', 200));
+const RULES = Math.max(5, intSetting('RULES', 10));
+const TAGS = Math.max(1, intSetting('TAGS', 100));
+const ITERATIONS = Math.max(1, intSetting('ITERATIONS', 30));
+const BURST = intSetting('BURST', 1_000);
+const POLL_MS = intSetting('POLL_MS', 1);
+const IFACES = setting('IFACES', '0') === '1';
+/** Pause before each measured change, `min-max` ms (jittered), so passes do not coalesce. */
+const GAP_MS = (() => {
+  const text = setting('GAP_MS', '100-300');
+  const match = /^(\d+)(?:-(\d+))?$/.exec(text);
+  if (!match) throw new Error(`GAP_MS: expected MIN-MAX in ms, got ${JSON.stringify(text)}`);
+  const min = Number(match[1]);
+  return { min, max: Math.max(min, Number(match[2] ?? min)) };
+})();
+/** Extra agent flags, space-separated (e.g. `--min-apply-interval=10ms --log-level=debug`). */
+const AGENT_ARGS = setting('AGENT_ARGS', '').split(/\s+/).filter((a) => a !== '');
+/** When set, every agent's stderr (pino JSON lines) is appended to this file, for diagnosis. */
+const AGENT_LOG = setting('AGENT_LOG', '');
+const BACKENDS = setting('BACKENDS', 'nft')
+  .split(',')
+  .map((b) => b.trim())
+  .filter((b) => b !== '');
+for (const backend of BACKENDS) if (backend !== 'nft' && backend !== 'legacy') throw new Error(`BACKENDS: unknown backend ${backend}`);
+/** 198.18.0.0/15 holds 131,072 addresses; two are reserved for the join/leave endpoint. */
+if (LOCAL + REMOTE + BURST > 131_000) throw new Error('LOCAL + REMOTE + BURST must stay below 131,000 (one 198.18.0.0/15 address each)');
+
+const READY_TIMEOUT_MS = 20 * 60_000;
+const APPLY_TIMEOUT_MS = 60_000;
+
+// ---------------------------------------------------------------------------------------------
+// The synthetic cluster (deterministic)
+
+/** mulberry32, so every run builds the same cluster. */
+function prng(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const random = prng(7);
+const pick = (n: number): number => Math.floor(random() * n);
+
+const INBOUND_RULES = Math.ceil(RULES * 0.6);
+/** The inbound rule the single-profile change edits: an IPv4-only deny, so one chain changes. */
+const EDITED_RULE = 2;
+
+/** Rule j of profile `profile`: a pure function of its arguments, so an edit changes only the edited rule. */
+function ruleFor(profile: number, j: number, edit?: number): Record<string, unknown> {
+  switch (j % 5) {
+    case 0: // every tag is referenced: profile i's first rule allows its own tag
+      return { action: 'allow', protocol: 'tcp', src_tag: `tag-${(profile + j) % TAGS}`, dst_ports: [80 + (profile % 100), 443] };
+    case 1:
+      return { action: 'allow', protocol: 'udp', src_tag: `tag-${(profile * 7 + j * 13) % TAGS}`, dst_ports: [53, '5000:5100'] };
+    case 2: {
+      const last = edit === undefined ? (profile * 16 + j) % 256 : edit % 256;
+      return { action: 'deny', src_net: `203.0.113.${last}/32` };
+    }
+    case 3:
+      return { action: 'allow', protocol: 'icmp', icmp_type: 8 };
+    default:
+      return { action: 'allow', protocol: 'tcp', src_net: `2001:db8:${profile.toString(16)}::/48`, dst_ports: [22] };
+  }
+}
+
+/** The rules object of profile `i`; `edit` changes the edited rule's src_net only. */
+function profileRules(i: number, edit?: number): string {
+  const rules = Array.from({ length: RULES }, (_, j) => ruleFor(i, j, j === EDITED_RULE ? edit : undefined));
+  return JSON.stringify({ inbound_rules: rules.slice(0, INBOUND_RULES), outbound_rules: rules.slice(INBOUND_RULES) });
+}
+
+/** 198.18.0.0 + n + 1. */
+function ipv4Of(n: number): string {
+  const v = 0xc6120000 + n + 1;
+  return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+}
+const ipv6Of = (n: number): string => `2001:db8:1:${(n >>> 16).toString(16)}::${(n & 0xffff).toString(16)}`;
+const ifaceOf = (n: number): string => `cali${n.toString(16).padStart(11, '0')}`;
+
+interface EndpointSpec {
+  key: string;
+  ref: EndpointRef;
+  profiles: string[];
+}
+
+function endpointRef(n: number): EndpointRef {
+  return { host: n < LOCAL ? HOST : `host-${n % REMOTE_HOSTS}`, orchestrator: 'k8s', workload: `wl${n}`, endpointId: 'eth0' };
+}
+
+function endpointValue(n: number, profiles: readonly string[], addressIndex = n, ipv6 = n % 2 === 0): string {
+  return JSON.stringify({
+    state: 'active',
+    name: ifaceOf(n),
+    mac: `02:00:${[24, 16, 8, 0].map((s) => ((n >>> s) & 255).toString(16).padStart(2, '0')).join(':')}`,
+    profile_ids: profiles,
+    ipv4_nets: [`${ipv4Of(addressIndex)}/32`],
+    ipv6_nets: ipv6 ? [`${ipv6Of(addressIndex)}/128`] : [],
+  });
+}
+
+function buildCluster(): { puts: [string, string][]; endpoints: EndpointSpec[] } {
+  const puts: [string, string][] = [[READY_KEY, 'true']];
+  for (let i = 0; i < PROFILES; i++) {
+    puts.push([profileRulesKey(`prof-${i}`), profileRules(i)]);
+    puts.push([profileTagsKey(`prof-${i}`), JSON.stringify([`tag-${i % TAGS}`])]);
+  }
+  const endpoints: EndpointSpec[] = [];
+  for (let n = 0; n < LOCAL + REMOTE; n++) {
+    const profiles = [n < LOCAL ? `prof-${n % PROFILES}` : `prof-${pick(PROFILES)}`];
+    if (random() < 0.5) profiles.push(`prof-${pick(PROFILES)}`);
+    const ref = endpointRef(n);
+    const key = endpointKey(ref);
+    endpoints.push({ key, ref, profiles: [...new Set(profiles)] });
+    puts.push([key, endpointValue(n, [...new Set(profiles)])]);
+  }
+  // Every generated value must pass the agent's own validation, or the figures would be wrong.
+  for (const [key, value] of puts) {
+    const decoded = decodeEntry(key, value);
+    if (decoded.ok !== true) throw new Error(`generated an invalid value for ${key}: ${decoded.ok === false ? decoded.reason : 'ignored'}`);
+  }
+  return { puts, endpoints };
+}
+
+/** Writes in transactions of 128 puts (etcd's default max-txn-ops), 8 in flight; returns the last revision. */
+async function bulkPut(client: Etcd3, puts: readonly [string, string][]): Promise<number> {
+  let next = 0;
+  let revision = 0;
+  const worker = async (): Promise<void> => {
+    while (next < puts.length) {
+      const batch = puts.slice(next, next + 128);
+      next += 128;
+      const success: IRequestOp[] = batch.map(([key, value]) => ({ request_put: { key: Buffer.from(key), value: Buffer.from(value) } }));
+      const response = await client.kv.txn({ success });
+      revision = Math.max(revision, Number(response.header.revision));
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  return revision;
+}
+
+async function put(client: Etcd3, key: string, value: string): Promise<number> {
+  const response = await client.kv.put({ key: Buffer.from(key), value: Buffer.from(value) });
+  return Number(response.header.revision);
+}
+
+async function del(client: Etcd3, key: string): Promise<number> {
+  const response = await client.kv.deleteRange({ key: Buffer.from(key) });
+  return Number(response.header.revision);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The agent process
+
+const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 4 });
+
+function httpText(url: string, timeoutMs = 5000): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, { agent: httpAgent, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
+    req.on('error', reject);
+  });
+}
+
+interface AppliedLine {
+  /** performance.now() when the line reached this process. */
+  at: number;
+  revision: number;
+  etcdToKernelMs: number | undefined;
+  restoreCalls: number;
+  bytes: number;
+  ms: number;
+  reason: string;
+}
+
+interface RunningAgent {
+  child: ChildProcess;
+  pid: number;
+  url: string;
+  startedAt: number;
+  applied: AppliedLine[];
+  /** Wakes waiters when an `applied` line arrives. */
+  onApplied: Set<() => void>;
+  tail(): string;
+  exited: Promise<number | null>;
+}
+
+const liveAgents = new Set<ChildProcess>();
+
+async function startAgentProcess(etcd: EtcdInstance, ns: Netns, backend: string): Promise<RunningAgent> {
+  const port = await freePort();
+  const args = [
+    AGENT,
+    `--hostname=${HOST}`,
+    `--dataplane-netns=${ns.name}`,
+    `--health-listen=127.0.0.1:${port}`,
+    `--iptables-backend=${backend}`,
+    '--log-level=info',
+    '--reporting-interval=0',
+    '--endpoint-status=false',
+    ...AGENT_ARGS,
+  ];
+  const startedAt = performance.now();
+  const child = spawn(process.execPath, args, { env: etcd.env, stdio: ['ignore', 'ignore', 'pipe'] });
+  liveAgents.add(child);
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      liveAgents.delete(child);
+      resolve(code);
+    }),
+  );
+  const agent: RunningAgent = {
+    child,
+    pid: child.pid ?? 0,
+    url: `http://127.0.0.1:${port}`,
+    startedAt,
+    applied: [],
+    onApplied: new Set(),
+    tail: () => tail,
+    exited,
+  };
+  let tail = '';
+  let partial = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (chunk: string) => {
+    const at = performance.now();
+    tail = (tail + chunk).slice(-20_000);
+    if (AGENT_LOG) appendFileSync(AGENT_LOG, chunk);
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      if (!line.includes('"dataplane applied"')) continue;
+      try {
+        const record = JSON.parse(line) as Record<string, unknown>;
+        agent.applied.push({
+          at,
+          revision: Number(record.revision),
+          etcdToKernelMs: typeof record.etcdToKernelMs === 'number' ? record.etcdToKernelMs : undefined,
+          restoreCalls: Number(record.restoreCalls),
+          bytes: Number(record.bytes),
+          ms: Number(record.ms),
+          reason: String(record.reason),
+        });
+        for (const wake of agent.onApplied) wake();
+      } catch {
+        // not JSON: the agent's one-line failure; kept in the tail
+      }
+    }
+  });
+  return agent;
+}
+
+async function stopAgentProcess(agent: RunningAgent): Promise<number> {
+  if (agent.child.exitCode !== null || agent.child.signalCode !== null) return 0;
+  const started = performance.now();
+  agent.child.kill('SIGTERM');
+  const timer = setTimeout(() => agent.child.kill('SIGKILL'), 10_000);
+  await agent.exited;
+  clearTimeout(timer);
+  return performance.now() - started;
+}
+
+interface AgentStatus {
+  ready: boolean;
+  appliedRevision: number;
+  datastoreRevision: number;
+  localEndpoints: number;
+  endpoints: number;
+  lastError: string | null;
+}
+
+async function status(agent: RunningAgent): Promise<AgentStatus> {
+  return JSON.parse((await httpText(`${agent.url}/status`)).body) as AgentStatus;
+}
+
+function assertAlive(agent: RunningAgent, phase: string): void {
+  if (agent.child.exitCode !== null || agent.child.signalCode !== null) {
+    throw new Error(`agent exited (${agent.child.exitCode ?? agent.child.signalCode}) during ${phase}:\n${agent.tail()}`);
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Spawn → `/readiness` 200 and appliedRevision ≥ `revision`; ms since spawn. */
+async function waitReady(agent: RunningAgent, revision: number, phase: string): Promise<number> {
+  const deadline = performance.now() + READY_TIMEOUT_MS;
+  let last: AgentStatus | undefined;
+  for (;;) {
+    assertAlive(agent, phase);
+    const ready = await httpText(`${agent.url}/readiness`, 2000).catch(() => undefined);
+    if (ready?.status === 200) {
+      last = await status(agent).catch(() => last);
+      if (last && last.appliedRevision >= revision) return performance.now() - agent.startedAt;
+    }
+    if (performance.now() > deadline) throw new Error(`${phase}: agent not ready: ${JSON.stringify(last)}\n${agent.tail()}`);
+    await sleep(5);
+  }
+}
+
+/** Polls /status until appliedRevision ≥ revision; performance.now() of the first such answer. */
+async function pollApplied(agent: RunningAgent, revision: number, phase: string): Promise<number> {
+  const deadline = performance.now() + APPLY_TIMEOUT_MS;
+  for (;;) {
+    const current = await status(agent).catch(() => undefined);
+    const at = performance.now();
+    if (current && current.appliedRevision >= revision) return at;
+    assertAlive(agent, phase);
+    if (at > deadline) throw new Error(`${phase}: revision ${revision} not applied: ${JSON.stringify(current)}\n${agent.tail()}`);
+    if (POLL_MS > 0) await sleep(POLL_MS);
+  }
+}
+
+/** Resolves with the first `dataplane applied` line covering `revision`. */
+function appliedLine(agent: RunningAgent, revision: number, phase: string): Promise<AppliedLine> {
+  return new Promise((resolve, reject) => {
+    const check = (): boolean => {
+      const line = agent.applied.find((l) => l.revision >= revision);
+      if (!line) return false;
+      cleanup();
+      resolve(line);
+      return true;
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`${phase}: no "dataplane applied" line for revision ${revision}\n${agent.tail()}`));
+    }, APPLY_TIMEOUT_MS);
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      agent.onApplied.delete(wake);
+    };
+    const wake = (): void => void check();
+    agent.onApplied.add(wake);
+    check();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics and kernel census
+
+/** Sum of the samples of `name` (all label sets, or those containing `label`) in a Prometheus text exposition. */
+function metricSum(text: string, name: string, label?: string): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const rest = line.slice(name.length);
+    if (!(rest.startsWith(' ') || rest.startsWith('{'))) continue;
+    if (label !== undefined && !rest.includes(label)) continue;
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (Number.isFinite(value)) sum += value;
+  }
+  return sum;
+}
+
+interface Counters {
+  restoreCalls: number;
+  restoreBytes: number;
+  readbacks: number;
+  passes: number;
+  /** Passes run only to re-read the kernel (post-write checks, periodic refresh) and their total seconds. */
+  readbackPasses: number;
+  readbackPassSeconds: number;
+  heapUsed: number;
+  external: number;
+  rss: number;
+  initialResyncSeconds: number;
+}
+
+async function counters(agent: RunningAgent): Promise<Counters> {
+  const text = (await httpText(`${agent.url}/metrics`)).body;
+  return {
+    restoreCalls: metricSum(text, 'calico_agent_restore_calls_total'),
+    restoreBytes: metricSum(text, 'calico_agent_restore_bytes_sum'),
+    readbacks: metricSum(text, 'calico_agent_readback_calls_total'),
+    passes: metricSum(text, 'calico_agent_apply_seconds_count'),
+    readbackPasses: metricSum(text, 'calico_agent_apply_seconds_count', 'reason="read-back"'),
+    readbackPassSeconds: metricSum(text, 'calico_agent_apply_seconds_sum', 'reason="read-back"'),
+    heapUsed: metricSum(text, 'nodejs_heap_size_used_bytes'),
+    external: metricSum(text, 'nodejs_external_memory_bytes'),
+    rss: metricSum(text, 'process_resident_memory_bytes'),
+    initialResyncSeconds: metricSum(text, 'calico_agent_initial_resync_seconds'),
+  };
+}
+
+interface Census {
+  chains: number;
+  rules: number;
+  saveBytes: number;
+  sets: number;
+  members: number;
+  /** Wall time of the iptables-save runs (both families, both tables), ms. */
+  saveMs: number;
+}
+
+async function census(ns: Netns, backend: string): Promise<Census> {
+  const result: Census = { chains: 0, rules: 0, saveBytes: 0, sets: 0, members: 0, saveMs: 0 };
+  for (const tool of [`iptables-${backend}-save`, `ip6tables-${backend}-save`]) {
+    const started = performance.now();
+    const saved = await ns.exec([tool]);
+    result.saveMs += performance.now() - started;
+    result.saveBytes += Buffer.byteLength(saved.stdout);
+    for (const line of saved.stdout.split('\n')) {
+      if (line.startsWith(':cali')) result.chains++;
+      else if (line.startsWith('-A ')) result.rules++;
+    }
+  }
+  const sets = await ns.exec(['ipset', 'save']);
+  for (const line of sets.stdout.split('\n')) {
+    if (line.startsWith('create ')) result.sets++;
+    else if (line.startsWith('add ')) result.members++;
+  }
+  return result;
+}
+
+function procMemory(pid: number): { rssKb: number; hwmKb: number } {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
+  return { rssKb: field('VmRSS'), hwmKb: field('VmHWM') };
+}
+
+/** Creates the local endpoints' interfaces (dummy links, up) inside the host namespace. */
+async function createInterfaces(ns: Netns): Promise<void> {
+  const lines: string[] = [];
+  for (let n = 0; n < LOCAL; n++) lines.push(`link add ${ifaceOf(n)} type dummy`, `link set ${ifaceOf(n)} up`);
+  await ns.exec(['ip', '-batch', '-'], { input: `${lines.join('\n')}\n` });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Floors (perf-reliability.md Part B), interpolated to the programmed size
+
+/** Piecewise-linear through `points` ([x, y] sorted by x), extrapolated from the end segments. */
+function interpolate(points: readonly [number, number][], x: number): number {
+  let i = 0;
+  while (i < points.length - 2 && x > points[i + 1]![0]) i++;
+  const [x0, y0] = points[i]!;
+  const [x1, y1] = points[i + 1]!;
+  return Math.max(0, y0 + ((y1 - y0) * (x - x0)) / (x1 - x0));
+}
+
+/** B1 medians (ms) by rules in the table. */
+const FLOOR = {
+  fullLoad: { nft: [[0, 1.9], [1_000, 49], [10_000, 532], [50_000, 3268]], legacy: [[0, 1.3], [1_000, 35], [10_000, 299], [50_000, 1248]] },
+  save: { nft: [[0, 1.9], [1_000, 15], [10_000, 132], [50_000, 871]], legacy: [[0, 1.3], [1_000, 8], [10_000, 39], [50_000, 169]] },
+  replaceChain: { nft: [[1_000, 19], [10_000, 20], [50_000, 28]], legacy: [[1_000, 8], [10_000, 64], [50_000, 294]] },
+} as const satisfies Record<string, Record<string, readonly [number, number][]>>;
+/** B2/B3: ipset create ≈ 4.9 µs per member; ipset save ≈ 0.75 µs per member; etcd list ≈ 7.6 µs per key (gRPC). */
+const IPSET_CREATE_MS_PER_MEMBER = 493 / 100_000;
+const IPSET_SAVE_MS_PER_MEMBER = 75 / 100_000;
+const ETCD_LIST_MS_PER_KEY = 76 / 10_000;
+const ETCD_PUT_TO_WATCH_MS = 1.4;
+const SPAWN_MS = 2;
+const IPSET_DELTA_MS = 2;
+
+type Backend = 'nft' | 'legacy';
+const floorOf = (table: keyof typeof FLOOR, backend: Backend, rules: number): number =>
+  interpolate(FLOOR[table][backend] as unknown as [number, number][], rules);
+
+// ---------------------------------------------------------------------------------------------
+// Statistics and printing
+
+function quantile(samples: readonly number[], q: number): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+const median = (samples: readonly number[]): number => quantile(samples, 0.5);
+const f1 = (n: number): string => (Number.isFinite(n) ? n.toFixed(1) : 'n/a');
+const f0 = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
+const dist = (samples: readonly number[]): string =>
+  `p50 ${f1(median(samples))} / p99 ${f1(quantile(samples, 0.99))} / max ${f1(Math.max(...samples))} ms`;
+
+interface Row {
+  measurement: string;
+  figure: string;
+  floor: string;
+  target: string;
+  verdict: 'yes' | 'NO' | 'n/a';
+}
+
+const rows: Row[] = [];
+function row(measurement: string, figure: string, floor: string, target: string, within: boolean | undefined): void {
+  rows.push({ measurement, figure, floor, target, verdict: within === undefined ? 'n/a' : within ? 'yes' : 'NO' });
+}
+
+function printTable(): void {
+  const headers = ['measurement', 'figure', 'floor', 'target', 'within target?'];
+  const cells = rows.map((r) => [r.measurement, r.figure, r.floor, r.target, r.verdict]);
+  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (values: readonly string[]): string => `| ${values.map((v, i) => v.padEnd(widths[i]!)).join(' | ')} |`;
+  console.log(line(headers));
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  for (const c of cells) console.log(line(c));
+}
+
+const log = (text: string): void => console.log(text);
+
+// ---------------------------------------------------------------------------------------------
+// Phases
+
+interface ChangeSample {
+  statusMs: number;
+  logMs: number;
+  agentMs: number | undefined;
+  bytes: number;
+  restoreCalls: number;
+  passMs: number;
+}
+
+/** One etcd write, measured three ways; `write` returns the write's revision. */
+async function measureChange(agent: RunningAgent, write: () => Promise<number>, phase: string): Promise<ChangeSample> {
+  const started = performance.now();
+  const revision = await write();
+  const [statusAt, line] = await Promise.all([pollApplied(agent, revision, phase), appliedLine(agent, revision, phase)]);
+  return {
+    statusMs: statusAt - started,
+    logMs: line.at - started,
+    agentMs: line.etcdToKernelMs,
+    bytes: line.bytes,
+    restoreCalls: line.restoreCalls,
+    passMs: line.ms,
+  };
+}
+
+/** Burst rounds run so far (one per backend): alternates the direction of the burst's changes. */
+let burstRound = 0;
+
+/** Time an event waited before the pass that applied it began (etcdToKernelMs − pass duration). */
+const waited = (samples: readonly ChangeSample[]): number[] =>
+  samples.flatMap((s) => (s.agentMs === undefined ? [] : [Math.max(0, s.agentMs - s.passMs)]));
+
+const gap = (): Promise<void> => sleep(GAP_MS.min + random() * (GAP_MS.max - GAP_MS.min));
+
+async function benchBackend(backend: Backend, etcd: EtcdInstance, client: Etcd3, cluster: ReturnType<typeof buildCluster>, registerNs: (ns: Netns) => void): Promise<void> {
+  const tag = backend === 'nft' ? 'nft' : 'legacy';
+  log(`\n=== backend ${backend} ===`);
+  const ns = await createNetns(`bench-${tag}`);
+  registerNs(ns);
+  let agent: RunningAgent | undefined;
+  try {
+    if (IFACES) {
+      const started = performance.now();
+      await createInterfaces(ns);
+      log(`created ${LOCAL} dummy cali… interfaces in ${ns.name} in ${f0(performance.now() - started)} ms`);
+    }
+    const populatedRevision = Number((await client.kv.range({ key: Buffer.from(READY_KEY), count_only: true })).header.revision);
+
+    // 1. Cold start.
+    agent = await startAgentProcess(etcd, ns, backend);
+    const coldMs = await waitReady(agent, populatedRevision, 'cold start');
+    const cold = await counters(agent);
+    const kernel = await census(ns, backend);
+    log(
+      `cold start: ready in ${f0(coldMs)} ms (agent initial resync ${f1(cold.initialResyncSeconds * 1000)} ms); ` +
+        `${cold.restoreCalls} restore calls, ${f0(cold.restoreBytes)} bytes`,
+    );
+    log(
+      `kernel: ${kernel.chains} cali chains, ${kernel.rules} rules (v4+v6, ${f0(kernel.saveBytes)} bytes of *-save), ` +
+        `${kernel.sets} ipsets, ${kernel.members} members; iptables-save x2 took ${f0(kernel.saveMs)} ms`,
+    );
+    const keys = cluster.puts.length;
+    // Rules per family, roughly half each: the floor is per restore, so interpolate at the bigger family's share.
+    const rulesPerFamily = kernel.rules / 2;
+    const coldFloor =
+      keys * ETCD_LIST_MS_PER_KEY + 2 * floorOf('fullLoad', backend, rulesPerFamily) + kernel.members * IPSET_CREATE_MS_PER_MEMBER;
+    row(
+      `cold start → ready (${backend})`,
+      `${f0(coldMs)} ms`,
+      `≈${f0(coldFloor)} ms (list ${keys} keys + load ${kernel.rules} rules + ${kernel.members} members)`,
+      backend === 'nft' ? '≤ 6 s (at 10k local / 100k members)' : '≤ 4 s (at 10k local / 100k members)',
+      coldMs <= (backend === 'nft' ? 6000 : 4000),
+    );
+    row(`cold start restore calls / bytes (${backend})`, `${cold.restoreCalls} / ${f0(cold.restoreBytes)} B`, '—', '—', undefined);
+
+    // 2. Warm restart.
+    const stopMs = await stopAgentProcess(agent);
+    agent = await startAgentProcess(etcd, ns, backend);
+    const warmMs = await waitReady(agent, populatedRevision, 'warm restart');
+    const warm = await counters(agent);
+    log(
+      `warm restart: stop took ${f0(stopMs)} ms; ready in ${f0(warmMs)} ms (agent initial resync ${f1(warm.initialResyncSeconds * 1000)} ms); ` +
+        `${warm.restoreCalls} restore calls, ${f0(warm.restoreBytes)} bytes, ${warm.readbacks} read-backs`,
+    );
+    const warmFloor =
+      keys * ETCD_LIST_MS_PER_KEY + 2 * floorOf('save', backend, rulesPerFamily) + kernel.members * IPSET_SAVE_MS_PER_MEMBER;
+    row(`warm restart → ready (${backend})`, `${f0(warmMs)} ms`, `≈${f0(warmFloor)} ms (list + save + ipset save)`, '≤ 2.5 s', warmMs <= 2500);
+    row(`warm restart restore bytes (${backend})`, `${f0(warm.restoreBytes)} B in ${warm.restoreCalls} calls`, '0', '0 B', warm.restoreBytes === 0);
+
+    // 3. Single-profile rule change.
+    const profile = 0;
+    const profileSamples: ChangeSample[] = [];
+    const beforeProfile = await counters(agent);
+    const profilePhaseStarted = performance.now();
+    for (let i = 0; i < ITERATIONS; i++) {
+      await gap();
+      profileSamples.push(
+        await measureChange(agent, () => put(client, profileRulesKey(`prof-${profile}`), profileRules(profile, 1000 + i)), 'profile change'),
+      );
+    }
+    const afterProfile = await counters(agent);
+    const profilePhaseMs = performance.now() - profilePhaseStarted;
+    const statusMs = profileSamples.map((s) => s.statusMs);
+    const agentMs = profileSamples.flatMap((s) => (s.agentMs === undefined ? [] : [s.agentMs]));
+    log(`single-profile change x${ITERATIONS} (prof-${profile}, one IPv4 rule's src_net):`);
+    log(`  etcd put → /status applied:     ${dist(statusMs)}`);
+    log(`  etcd put → "applied" log line:  ${dist(profileSamples.map((s) => s.logMs))}`);
+    log(`  agent etcdToKernelMs:           ${dist(agentMs)}`);
+    log(`  agent pass duration:            ${dist(profileSamples.map((s) => s.passMs))}`);
+    log(`  event waited before its pass:   ${dist(waited(profileSamples))}`);
+    log(
+      `  bytes per change: median ${f0(median(profileSamples.map((s) => s.bytes)))}, max ${f0(Math.max(...profileSamples.map((s) => s.bytes)))}; ` +
+        `restore calls per change: median ${median(profileSamples.map((s) => s.restoreCalls))}; ` +
+        `read-backs during the phase: ${afterProfile.readbacks - beforeProfile.readbacks}`,
+    );
+    // Read-back-only passes hold the loop: an event arriving meanwhile waits for them to finish.
+    const readbackPasses = afterProfile.readbackPasses - beforeProfile.readbackPasses;
+    const readbackMs = ((afterProfile.readbackPassSeconds - beforeProfile.readbackPassSeconds) * 1000) / Math.max(1, readbackPasses);
+    const readbackShare = (readbackPasses * readbackMs) / (profilePhaseMs) * 100;
+    log(
+      `  read-back-only passes (post-write checks) during the phase: ${readbackPasses}, mean ${f0(readbackMs)} ms each, ` +
+        `${f1(readbackShare)} % of the phase's wall time`,
+    );
+    const replaceFloor = ETCD_PUT_TO_WATCH_MS + floorOf('replaceChain', backend, rulesPerFamily) + SPAWN_MS;
+    const [p50Target, p99Target] = backend === 'nft' ? [30, 100] : [100, 250];
+    row(
+      `profile change latency, put → /status (${backend})`,
+      dist(statusMs),
+      `≈${f0(replaceFloor)} ms (etcd + replace 1 chain at ${f0(rulesPerFamily)} rules + spawn)`,
+      `p50 ≤ ${p50Target} / p99 ≤ ${p99Target} ms (10k rules)`,
+      median(statusMs) <= p50Target && quantile(statusMs, 0.99) <= p99Target,
+    );
+    row(`profile change latency, agent etcdToKernelMs (${backend})`, dist(agentMs), `≈${f0(replaceFloor)} ms`, `p50 ≤ ${p50Target} / p99 ≤ ${p99Target} ms`,
+      median(agentMs) <= p50Target && quantile(agentMs, 0.99) <= p99Target);
+    const profileBytes = median(profileSamples.map((s) => s.bytes));
+    row(
+      `read-back-only pass while changes flow (${backend})`,
+      `${readbackPasses} passes x ${f0(readbackMs)} ms = ${f1(readbackShare)} % of wall time`,
+      `≈${f0(2 * floorOf('save', backend, rulesPerFamily) + kernel.members * IPSET_SAVE_MS_PER_MEMBER)} ms per read (save x2 + ipset save)`,
+      '≤ 1 % of a core (C2 periodic verify)',
+      readbackShare <= 1,
+    );
+    row(`profile change bytes written (${backend})`, `${f0(profileBytes)} B median`, '1,138 B (a 10-rule chain)', '≤ 2 KiB (O(changed chain))', profileBytes <= 2048);
+
+    // 4. Tag membership change: an IPv4-only remote endpoint joins and leaves tag-(profile % TAGS).
+    const joinN = LOCAL + REMOTE;
+    const joinRef: EndpointRef = { host: 'host-join', orchestrator: 'k8s', workload: 'joiner', endpointId: 'eth0' };
+    const joinKey = endpointKey(joinRef);
+    const joinValue = endpointValue(joinN, [`prof-${profile}`], joinN, false);
+    const tagSamples: ChangeSample[] = [];
+    const beforeTag = await counters(agent);
+    for (let i = 0; i < ITERATIONS; i++) {
+      await gap();
+      const joining = i % 2 === 0;
+      tagSamples.push(await measureChange(agent, () => (joining ? put(client, joinKey, joinValue) : del(client, joinKey)), 'tag change'));
+    }
+    const afterTag = await counters(agent);
+    if (ITERATIONS % 2 === 1) await del(client, joinKey);
+    const tagStatus = tagSamples.map((s) => s.statusMs);
+    const tagAgent = tagSamples.flatMap((s) => (s.agentMs === undefined ? [] : [s.agentMs]));
+    log(`tag membership change x${ITERATIONS} (remote endpoint joins/leaves tag-${profile % TAGS}, IPv4):`);
+    log(`  etcd put → /status applied:     ${dist(tagStatus)}`);
+    log(`  etcd put → "applied" log line:  ${dist(tagSamples.map((s) => s.logMs))}`);
+    log(`  agent etcdToKernelMs:           ${dist(tagAgent)}`);
+    log(`  agent pass duration:            ${dist(tagSamples.map((s) => s.passMs))}`);
+    log(`  event waited before its pass:   ${dist(waited(tagSamples))}`);
+    log(
+      `  bytes per change: median ${f0(median(tagSamples.map((s) => s.bytes)))}, max ${f0(Math.max(...tagSamples.map((s) => s.bytes)))}; ` +
+        `restore calls per change: median ${median(tagSamples.map((s) => s.restoreCalls))}; ` +
+        `read-backs during the phase: ${afterTag.readbacks - beforeTag.readbacks}`,
+    );
+    const tagFloor = ETCD_PUT_TO_WATCH_MS + IPSET_DELTA_MS;
+    row(`tag change latency, put → /status (${backend})`, dist(tagStatus), `≈${f0(tagFloor)} ms (etcd + ipset delta)`, 'p50 ≤ 10 / p99 ≤ 50 ms',
+      median(tagStatus) <= 10 && quantile(tagStatus, 0.99) <= 50);
+    row(`tag change latency, agent etcdToKernelMs (${backend})`, dist(tagAgent), `≈${f0(tagFloor)} ms`, 'p50 ≤ 10 / p99 ≤ 50 ms',
+      median(tagAgent) <= 10 && quantile(tagAgent, 0.99) <= 50);
+    const tagBytes = median(tagSamples.map((s) => s.bytes));
+    row(`tag change bytes per member (${backend})`, `${f0(tagBytes)} B median`, '≈40 B (1 ipset line)', '≤ 64 B', tagBytes <= 64);
+
+    // 5. Burst: BURST endpoint updates over ~1 s (90 % remote address moves, 10 % local profile changes).
+    if (BURST > 0) {
+      await sleep(500);
+      const beforeBurst = await counters(agent);
+      const linesBefore = agent.applied.length;
+      const perTick = Math.max(1, Math.ceil(BURST / 100));
+      let lastRevision = 0;
+      let lastPutAt = 0;
+      const burstStarted = performance.now();
+      const inFlight: Promise<void>[] = [];
+      for (let u = 0; u < BURST; u++) {
+        const n = u % 10 === 0 ? u % Math.max(1, LOCAL) : LOCAL + (u % Math.max(1, REMOTE));
+        const spec = cluster.endpoints[n];
+        if (!spec) continue;
+        // Even rounds move endpoints away from their original state, odd rounds (the next backend) back.
+        const away = burstRound % 2 === 0;
+        const localProfiles = [...spec.profiles].reverse().concat(spec.profiles.length === 1 ? [`prof-${(n + 1) % PROFILES}`] : []);
+        const value =
+          n < LOCAL
+            ? endpointValue(n, away ? localProfiles : spec.profiles)
+            : endpointValue(n, spec.profiles, away ? LOCAL + REMOTE + 2 + u : n); // new address: one member leaves, one joins
+        inFlight.push(
+          put(client, spec.key, value).then((revision) => {
+            lastRevision = Math.max(lastRevision, revision);
+            lastPutAt = Math.max(lastPutAt, performance.now());
+          }),
+        );
+        if ((u + 1) % perTick === 0) await sleep(10);
+      }
+      await Promise.all(inFlight);
+      burstRound++;
+      const sentMs = performance.now() - burstStarted;
+      const appliedAt = await pollApplied(agent, lastRevision, 'burst');
+      const afterBurst = await counters(agent);
+      const burstLines = agent.applied.slice(linesBefore);
+      const burstMs = appliedAt - lastPutAt;
+      const burstCalls = afterBurst.restoreCalls - beforeBurst.restoreCalls;
+      log(
+        `burst: ${BURST} endpoint updates sent in ${f0(sentMs)} ms; all applied ${f0(burstMs)} ms after the last put; ` +
+          `${burstCalls} restore calls, ${f0(afterBurst.restoreBytes - beforeBurst.restoreBytes)} bytes, ` +
+          `${afterBurst.passes - beforeBurst.passes} passes (${burstLines.length} logged "applied"), ` +
+          `${afterBurst.readbacks - beforeBurst.readbacks} read-backs`,
+      );
+      row(`burst: last put → all applied (${backend})`, `${f0(burstMs)} ms`, '—', '≤ 1.5 s', burstMs <= 1500);
+      row(`burst: restore calls (${backend})`, `${burstCalls} in ${afterBurst.passes - beforeBurst.passes} passes`, '—', '≤ 30', burstCalls <= 30);
+    }
+
+    // 6. Memory after load.
+    const memory = procMemory(agent.pid);
+    const final = await counters(agent);
+    const clusterEndpoints = LOCAL + REMOTE;
+    log(
+      `memory: VmRSS ${f1(memory.rssKb / 1024)} MiB (peak ${f1(memory.hwmKb / 1024)} MiB), V8 heap used ${f1(final.heapUsed / 1048576)} MiB, ` +
+        `external ${f1(final.external / 1048576)} MiB; heap ` +
+        `= ${f0(final.heapUsed / clusterEndpoints)} B per cluster endpoint (${clusterEndpoints} endpoints, ${kernel.members} set members)`,
+    );
+    row(`agent RSS after load (${backend})`, `${f1(memory.rssKb / 1024)} MiB (peak ${f1(memory.hwmKb / 1024)})`, '118 MB naive model at 10k/100k', '≤ 200 MB at 10k local / 100k members', memory.rssKb / 1024 <= 200);
+    row(
+      `V8 heap per cluster endpoint (${backend})`,
+      `${f0(final.heapUsed / clusterEndpoints)} B (all-in, incl. Node baseline)`,
+      '744 B parsed endpoint + 58 B per member',
+      '≤ 4 KB per local endpoint, ≤ 64 B per remote member',
+      undefined,
+    );
+  } finally {
+    if (agent) await stopAgentProcess(agent).catch(() => undefined);
+    await ns.destroy().catch(() => undefined);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const namespaces: Netns[] = [];
+  let etcd: EtcdInstance | undefined;
+  let client: Etcd3 | undefined;
+  let cleaning: Promise<void> | undefined;
+  // Each step is bounded: after a terminal Ctrl-C etcd has already died of the SIGINT, and
+  // EtcdInstance.stop() would wait for an exit event that has been and gone.
+  const bounded = (work: Promise<unknown>): Promise<unknown> => Promise.race([work.catch(() => undefined), sleep(5000)]);
+  const cleanup = (): Promise<void> =>
+    (cleaning ??= (async () => {
+      for (const child of liveAgents) child.kill('SIGKILL');
+      for (const ns of namespaces) await bounded(ns.destroy());
+      client?.close();
+      if (etcd) {
+        await bounded(etcd.stop());
+        rmSync(etcd.dataDir, { recursive: true, force: true });
+      }
+      httpAgent.destroy();
+    })());
+  // Ctrl-C / kill: clean up, then exit (a second signal exits at once). The helpers' own exit
+  // hooks also kill etcd and delete namespaces.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      if (cleaning) process.exit(130);
+      console.error(`\n${signal}: cleaning up`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
+  process.on('exit', () => {
+    for (const child of liveAgents) child.kill('SIGKILL');
+    if (etcd) rmSync(etcd.dataDir, { recursive: true, force: true });
+  });
+
+  try {
+    log(
+      `agent bench: LOCAL=${LOCAL} REMOTE=${REMOTE} PROFILES=${PROFILES} RULES=${RULES} TAGS=${TAGS} ITERATIONS=${ITERATIONS} ` +
+        `BURST=${BURST} BACKENDS=${BACKENDS.join(',')} IFACES=${IFACES ? 1 : 0} POLL_MS=${POLL_MS}`,
+    );
+    let started = performance.now();
+    const cluster = buildCluster();
+    log(`generated and validated ${cluster.puts.length} keys in ${f0(performance.now() - started)} ms`);
+    etcd = await startEtcd();
+    client = new Etcd3({ hosts: etcd.endpoint });
+    started = performance.now();
+    const revision = await bulkPut(client, cluster.puts);
+    const bytes = cluster.puts.reduce((n, [k, v]) => n + k.length + v.length, 0);
+    log(`populated etcd (${f0(bytes / 1024)} KiB) in ${f0(performance.now() - started)} ms, revision ${revision}`);
+    for (const backend of BACKENDS) await benchBackend(backend as Backend, etcd, client, cluster, (ns) => namespaces.push(ns));
+    log('\nSummary (floors: perf-reliability.md Part B interpolated to this size; targets: Part C, stated for 10k local endpoints):');
+    printTable();
+  } finally {
+    await cleanup();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(`agent bench failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
+  process.exitCode = 1;
+});

@@ -262,7 +262,7 @@ function parseConfigFile(path: string, text: string): FileValues {
     try {
       parsed = JSON.parse(text);
     } catch (e) {
-      throw new ConfigError(`config file ${path}: invalid JSON (${(e as Error).message})`);
+      throw new ConfigError(`config file ${path}: invalid JSON (${(e as Error).message.replace(/\s+/g, ' ')})`);
     }
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
       throw new ConfigError(`config file ${path}: expected a JSON object`);

@@ -41,7 +41,7 @@ export function parseJson(text: string): { ok: true; value: unknown } | { ok: fa
   try {
     return { ok: true, value: JSON.parse(text) as unknown };
   } catch (e) {
-    return { ok: false, reason: `invalid JSON (${(e as Error).message})` };
+    return { ok: false, reason: `invalid JSON (${(e as Error).message.replace(/[\s\u0000-\u001f\u007f]+/g, ' ')})` };
   }
 }
 

@@ -7,6 +7,7 @@
  * - A canonical CIDR keeps its host bits (`10.0.0.1/24` stays so), as Calico v1 stored them;
  *   a bare address gets a host prefix (`/32`, `/128`).
  * - IPv4 CIDRs accept netaddr's short forms when a prefix is given (`10/8` → `10.0.0.0/8`).
+ * - IPv4 octets are decimal without leading zeros (`010` is refused rather than guessed at).
  */
 
 export type IpVersion = 4 | 6;
@@ -23,7 +24,9 @@ function parseIpv4Parts(text: string, allowShort: boolean): number[] | undefined
   if (parts.length > 4 || (!allowShort && parts.length !== 4)) return undefined;
   const bytes: number[] = [];
   for (const part of parts) {
-    if (!/^\d{1,3}$/.test(part)) return undefined;
+    // Decimal only: a leading zero (`010`) is refused, as inet_pton does, since inet_aton (and so
+    // netaddr, which Calico v1 used) would read it as octal.
+    if (!/^(0|[1-9]\d{0,2})$/.test(part)) return undefined;
     const n = Number(part);
     if (n > 255) return undefined;
     bytes.push(n);

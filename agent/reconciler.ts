@@ -11,11 +11,32 @@
  *    while `/calico/v1/Ready` is not `true`. The first pass reads the kernel and adopts it: an
  *    unchanged datastore means 0 bytes written; stale chains and sets we own are removed. We
  *    never flush a table and never touch a chain or set we do not own (names.ts prefixes).
- * 4. Repair clobbering. The kernel is re-read periodically (`refreshIntervalMs`) and after every
- *    write on a doubling schedule (50 ms, 100 ms, … up to `postWriteCheckMaxMs`); any drift is
- *    planned and rewritten like any other difference.
+ * 4. Repair clobbering without delaying datastore changes. A pass plans against the cached
+ *    kernel state (what our last successful pass left); it reads the kernel itself only when the
+ *    cache is missing (first pass, after a failure) or a retry/whole rewrite forces it. Checking
+ *    the kernel is the job of VERIFICATION READS that run in the background while the loop keeps
+ *    serving passes: periodically (`refreshIntervalMs`) and after every write on a doubling
+ *    schedule up to `postWriteCheckMaxMs`, whose first check comes after a floor of
+ *    max(`postWriteCheckMinMs`, 2 × (peak read + peak write duration)) (Felix's adaptive floor;
+ *    the peaks decay by 10 % per new sample, so they follow the recent durations).
  * 5. Coalesce bursts. Passes are at least `minApplyIntervalMs` apart; events arriving meanwhile
  *    are folded into the next pass.
+ *
+ * Verification reads (invariants):
+ * - At most one is in flight; it is started only by the loop between passes, and its result is
+ *   judged only by the loop between passes, so the cache is only ever changed between passes.
+ * - A read is judged per family and component (filter, raw, ipsets). A component is trusted only
+ *   when none of our writes to it started between the read's start and its judgement (write
+ *   counters per component); for an untrusted component the cache stands in. A read with any
+ *   untrusted component is rechecked after the floor; after `UNTRUSTED_READS_BEFORE_IN_PASS`
+ *   such reads in a row (a write stream that never pauses), or after a failed background read,
+ *   the next verification runs inside a pass (reason `read-back`, the kernel read first, under
+ *   the failure policy below), so the kernel is always checked eventually.
+ * - Drift: when the trusted view differs from what the cache says (the plan against it is not
+ *   empty), the view replaces that family's cache and one `read-back` pass writes the difference,
+ *   counted in drift_repairs_total. A read showing no drift writes nothing; with endpoint
+ *   plumbing configured it triggers a `read-back` pass that re-checks routes and sysctls only.
+ * - `stop()` lets an in-flight read finish (its result is ignored), so no process outlives us.
  *
  * Ordering within a pass (both families), so no rule ever references a missing set and no set
  * is destroyed while referenced:
@@ -106,9 +127,11 @@ export interface ReconcilerOptions {
   log: Logger;
   metrics?: AgentMetrics;
   minApplyIntervalMs?: number;
-  /** Periodic full read-back; 0 disables. Default 60 s. */
+  /** Periodic background verification read; 0 disables. Default 60 s. */
   refreshIntervalMs?: number;
+  /** Lower bound of the first post-write check's delay (the floor also follows read/write durations). */
   postWriteCheckMinMs?: number;
+  /** Post-write checks double their delay up to this, then stop until the next write. */
   postWriteCheckMaxMs?: number;
   retryInitialMs?: number;
   retryMaxMs?: number;
@@ -125,6 +148,29 @@ export interface ReconcilerOptions {
 const TABLES: readonly TableName[] = ['raw', 'filter'];
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Verification reads overlapping our writes in a row before the next one runs inside a pass. The
+ * recheck delay doubles from the post-write floor meanwhile, so under a write stream that never
+ * pauses the kernel is still checked within about 31 floors.
+ */
+const UNTRUSTED_READS_BEFORE_IN_PASS = 5;
+/** A duration peak keeps this share of itself per new sample (unless the sample is higher). */
+const PEAK_KEEP = 0.9;
+
+/** The parts of a family's kernel state that are read and written separately. */
+type Component = TableName | 'ipsets';
+const componentKey = (family: IpFamily, component: Component): string => `v${family}:${component}`;
+
+/** A verification read running in the background (see the header). */
+interface BackgroundRead {
+  startedAt: number;
+  /** Our write counters (per componentKey) when it started. */
+  writesAtStart: ReadonlyMap<string, number>;
+  /** Settles when the read is over (never rejects). */
+  done: Promise<void>;
+  outcome: { states: ReadonlyMap<IpFamily, KernelFamilyState>; endedAt: number } | { error: unknown } | undefined;
+}
+
 function specOf(spec: DataplaneSpec, family: IpFamily): FamilySpec {
   return family === 4 ? spec.v4 : spec.v6;
 }
@@ -136,6 +182,11 @@ function forgetChainHashes(state: KernelFamilyState): KernelFamilyState {
     builtins: state.tables[table].builtins,
   });
   return { tables: { filter: forget('filter'), raw: forget('raw') }, ipsets: state.ipsets };
+}
+
+/** A decaying peak: the new sample if higher, else PEAK_KEEP of the old peak (never below the sample). */
+function decayingPeak(peak: number, sample: number): number {
+  return Math.max(sample, peak * PEAK_KEEP);
 }
 
 function countRules(spec: FamilySpec): number {
@@ -154,11 +205,26 @@ export class Reconciler {
 
   /** What we believe each family's kernel holds; absent = must read before planning. */
   private readonly cache = new Map<IpFamily, KernelFamilyState>();
+  /** The spec each family's last successful pass applied (what a verification read must match). */
+  private readonly appliedSpecs = new Map<IpFamily, FamilySpec>();
+  /** Writes started per componentKey, so a verification read can tell which parts it overlapped. */
+  private readonly writesStarted = new Map<string, number>();
+  private background: BackgroundRead | undefined;
+  /** Families whose drift a verification read found; the next successful pass repairs it. */
+  private readonly drifted = new Set<IpFamily>();
+  /** A verification read asked for a pass: drift to repair, or plumbing to re-check. */
+  private readBackPassDue = false;
+  /** The next verification reads the kernel inside a pass (after a failed or long-untrusted background read). */
+  private verifyInPass = false;
+  private untrustedReads = 0;
+  private verifyRetryAt = -Infinity;
+  private peakReadMs = 0;
+  private peakWriteMs = 0;
   /** Receipt time (`performance.now()`) of the oldest etcd event not yet in the kernel. */
   private pendingSince: number | null = null;
   private dirty = true;
   private lastApplyEndedAt = -Infinity;
-  private lastReadAt = -Infinity;
+  private lastVerifiedAt = -Infinity;
   private postWriteCheckAt: number | null = null;
   private postWriteInterval: number;
   private plumbingDirty = true;
@@ -193,6 +259,11 @@ export class Reconciler {
     };
     this.log = options.log.child({ component: 'reconciler' });
     this.postWriteInterval = this.opts.postWriteCheckMinMs;
+  }
+
+  /** Delay of the first check after a write: max(postWriteCheckMinMs, 2 × (peak read + peak write)). */
+  get postWriteCheckFloorMs(): number {
+    return Math.max(this.opts.postWriteCheckMinMs, 2 * (this.peakReadMs + this.peakWriteMs));
   }
 
   /** The etcd revision the kernel reflects (0 before the first pass). */
@@ -235,10 +306,12 @@ export class Reconciler {
     });
   }
 
+  /** Stops the loop; an in-flight verification read is waited for and its result ignored. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake?.();
     await this.loop;
+    await this.background?.done;
   }
 
   /**
@@ -247,12 +320,17 @@ export class Reconciler {
    * Rejects with ReconcilerFatalError when even the whole rewrite fails.
    */
   async reconcileOnce(reason = 'once'): Promise<ApplyReport | null> {
+    return this.reconcile(reason, false);
+  }
+
+  /** `reconcileOnce`; `forceRead` reads the kernel even on the first attempt (in-pass verification). */
+  private async reconcile(reason: string, forceRead: boolean): Promise<ApplyReport | null> {
     if (!this.mayProgram()) return null;
     let delay = this.opts.retryInitialMs;
     let lastError: unknown;
     for (let attempt = 1; attempt <= this.opts.maxAttempts; attempt++) {
       try {
-        return await this.applyPass(attempt === 1 ? reason : `${reason}-retry`, { forceRead: attempt > 1, rewriteAll: false });
+        return await this.applyPass(attempt === 1 ? reason : `${reason}-retry`, { forceRead: forceRead || attempt > 1, rewriteAll: false });
       } catch (error) {
         lastError = error;
         this.cache.clear();
@@ -326,43 +404,58 @@ export class Reconciler {
     this.log.warn({ err: error, attempt, input }, 'dataplane write failed; will re-read the kernel and retry');
   }
 
-  private nextReadDueAt(): number {
-    const periodic = this.opts.refreshIntervalMs > 0 ? this.lastReadAt + this.opts.refreshIntervalMs : Infinity;
-    return Math.min(periodic, this.postWriteCheckAt ?? Infinity);
+  /** When the next verification read is due: periodic refresh, post-write check, or recheck after an untrusted read. */
+  private nextVerificationDueAt(): number {
+    const periodic = this.opts.refreshIntervalMs > 0 ? this.lastVerifiedAt + this.opts.refreshIntervalMs : Infinity;
+    return Math.max(Math.min(periodic, this.postWriteCheckAt ?? Infinity), this.verifyRetryAt);
   }
 
-  /** One attempt: read (when due), plan, write in order. Throws on the first failed write. */
+  /** Records a completed, trusted verification (read inside a pass or in the background) that started at `startedAt`. */
+  private verified(startedAt: number): void {
+    this.lastVerifiedAt = performance.now();
+    this.untrustedReads = 0;
+    this.verifyRetryAt = -Infinity;
+    this.verifyInPass = false;
+    if (this.postWriteCheckAt !== null && startedAt >= this.postWriteCheckAt) {
+      this.postWriteInterval *= 2;
+      this.postWriteCheckAt = this.postWriteInterval <= this.opts.postWriteCheckMaxMs ? this.lastVerifiedAt + this.postWriteInterval : null;
+    }
+  }
+
+  /** One attempt: read (when the cache is missing or `forceRead`), plan, write in order. Throws on the first failed write. */
   private async applyPass(reason: string, mode: { forceRead: boolean; rewriteAll: boolean }): Promise<ApplyReport> {
     const started = performance.now();
     const covering = this.pendingSince;
     const wasDirty = this.dirty;
+    const recheckPlumbing = this.readBackPassDue;
     this.pendingSince = null;
     this.dirty = false;
+    this.readBackPassDue = false;
     const revision = this.opts.source.revision;
     try {
       const spec = this.compiler.compile(this.snapshot());
       for (const diagnostic of spec.diagnostics) this.log.debug({ diagnostic }, 'compiler diagnostic');
 
-      const readDue = mode.forceRead || started >= this.nextReadDueAt();
-      let readBack = false;
+      let reads = 0;
+      let readMs = 0;
       const planned: { dataplane: FamilyDataplane; desired: FamilySpec; plan: FamilyPlan }[] = [];
       for (const dataplane of this.opts.dataplanes) {
         let actual = this.cache.get(dataplane.family);
-        if (!actual || readDue) {
+        if (!actual || mode.forceRead) {
+          const readStarted = performance.now();
           actual = await this.read(dataplane);
-          readBack = true;
+          readMs += performance.now() - readStarted;
+          reads += 1;
         }
         if (mode.rewriteAll) actual = forgetChainHashes(actual);
         const desired = specOf(spec, dataplane.family);
         planned.push({ dataplane, desired, plan: planFamily(desired, actual) });
       }
-      if (readBack) {
-        this.lastReadAt = performance.now();
-        if (this.postWriteCheckAt !== null && started >= this.postWriteCheckAt) {
-          this.postWriteInterval *= 2;
-          this.postWriteCheckAt =
-            this.postWriteInterval <= this.opts.postWriteCheckMaxMs ? this.lastReadAt + this.postWriteInterval : null;
-        }
+      const readBack = reads > 0;
+      // A read of every family is a verification (the first pass, retries, in-pass checks).
+      if (reads === this.opts.dataplanes.length) {
+        this.peakReadMs = decayingPeak(this.peakReadMs, readMs);
+        this.verified(started);
       }
 
       const writes = { calls: 0, bytes: 0 };
@@ -371,6 +464,8 @@ export class Reconciler {
         const bytes = Buffer.byteLength(input);
         const labels = { tool, family: `v${dataplane.family}`, table: table ?? '' };
         this.log.debug({ ...labels, input }, 'writing restore input');
+        const written = componentKey(dataplane.family, table ?? 'ipsets');
+        this.writesStarted.set(written, (this.writesStarted.get(written) ?? 0) + 1);
         try {
           if (tool === 'ipset') await dataplane.applyIpsets(input);
           else await dataplane.applyIptables(table!, input);
@@ -385,6 +480,7 @@ export class Reconciler {
         writes.bytes += bytes;
       };
 
+      const writesStarted = performance.now();
       for (const { dataplane, plan } of planned) await write(dataplane, 'ipset', undefined, plan.ipsetUpdates);
       for (const { dataplane, plan } of planned) {
         for (const table of TABLES) await write(dataplane, 'iptables-restore', table, plan.iptablesUpdates[table]);
@@ -394,22 +490,31 @@ export class Reconciler {
       }
       for (const { dataplane, plan } of planned) await write(dataplane, 'ipset', undefined, plan.ipsetDeletions);
 
-      for (const { dataplane, desired } of planned) this.cache.set(dataplane.family, kernelStateOf(desired));
+      for (const { dataplane, desired } of planned) {
+        this.cache.set(dataplane.family, kernelStateOf(desired));
+        this.appliedSpecs.set(dataplane.family, desired);
+      }
       const wrote = planned.some(({ plan }) => !isEmptyPlan(plan));
-      const driftRepaired = readBack && !wasDirty && this.firstApplyAt !== null && wrote;
       if (wrote) {
-        this.postWriteInterval = this.opts.postWriteCheckMinMs;
+        this.peakWriteMs = decayingPeak(this.peakWriteMs, performance.now() - writesStarted);
+        this.postWriteInterval = this.postWriteCheckFloorMs;
         this.postWriteCheckAt = performance.now() + this.postWriteInterval;
       }
+      // Drift: found by a verification read (background: `drifted`; in this pass: a read-back
+      // pass, not the first one, that had to write although no datastore change came in).
+      const verifiedHere = readBack && !wasDirty && this.firstApplyAt !== null;
+      const repairedFamilies = planned.filter(
+        ({ dataplane, plan }) => !isEmptyPlan(plan) && (verifiedHere || this.drifted.has(dataplane.family)),
+      );
+      const driftRepaired = repairedFamilies.length > 0;
+      this.drifted.clear();
       if (driftRepaired) {
-        for (const { dataplane, plan } of planned) {
-          if (!isEmptyPlan(plan)) this.opts.metrics?.driftRepairs.inc({ family: `v${dataplane.family}` });
-        }
+        for (const { dataplane } of repairedFamilies) this.opts.metrics?.driftRepairs.inc({ family: `v${dataplane.family}` });
         this.log.warn({ bytes: writes.bytes }, 'kernel state had drifted from ours (changed by another process); repaired');
       }
       const kernelDoneAt = performance.now();
 
-      const statuses = await this.syncPlumbing(spec, readBack);
+      const statuses = await this.syncPlumbing(spec, readBack || recheckPlumbing);
 
       this.appliedRevisionValue = revision;
       const durationMs = performance.now() - started;
@@ -432,6 +537,83 @@ export class Reconciler {
       this.dirty = true;
       throw error;
     }
+  }
+
+  /** Starts a verification read of every family in the background; the loop judges it when it is over. */
+  private startBackgroundRead(): void {
+    const read: BackgroundRead = {
+      startedAt: performance.now(),
+      writesAtStart: new Map(this.writesStarted),
+      done: Promise.resolve(),
+      outcome: undefined,
+    };
+    read.done = (async () => {
+      try {
+        const states = new Map<IpFamily, KernelFamilyState>();
+        for (const dataplane of this.opts.dataplanes) states.set(dataplane.family, await this.read(dataplane));
+        read.outcome = { states, endedAt: performance.now() };
+      } catch (error) {
+        read.outcome = { error };
+      }
+      this.wake?.();
+    })();
+    this.background = read;
+  }
+
+  /**
+   * Judges a finished verification read, between passes: per family and component, trusted only
+   * if none of our writes to it started since the read began (else the cache stands in). Drift
+   * in the trusted view replaces the cache and asks for a repair pass.
+   */
+  private judgeBackgroundRead(read: BackgroundRead): void {
+    const outcome = read.outcome;
+    if (outcome === undefined) return;
+    if ('error' in outcome) {
+      this.verifyInPass = true;
+      this.log.warn({ err: outcome.error }, 'background kernel read-back failed; the next check reads inside a pass');
+      return;
+    }
+    this.peakReadMs = decayingPeak(this.peakReadMs, outcome.endedAt - read.startedAt);
+    const untrusted: string[] = [];
+    const drifted: string[] = [];
+    for (const [family, observed] of outcome.states) {
+      const cached = this.cache.get(family);
+      const applied = this.appliedSpecs.get(family);
+      if (!cached || !applied) {
+        // A pass failed meanwhile: the next one reads the kernel itself.
+        untrusted.push(`v${family}`);
+        continue;
+      }
+      const overlapped = (component: Component): boolean => {
+        const key = componentKey(family, component);
+        const written = (this.writesStarted.get(key) ?? 0) !== (read.writesAtStart.get(key) ?? 0);
+        if (written) untrusted.push(key);
+        return written;
+      };
+      const view: KernelFamilyState = {
+        tables: {
+          filter: overlapped('filter') ? cached.tables.filter : observed.tables.filter,
+          raw: overlapped('raw') ? cached.tables.raw : observed.tables.raw,
+        },
+        ipsets: overlapped('ipsets') ? cached.ipsets : observed.ipsets,
+      };
+      if (!isEmptyPlan(planFamily(applied, view))) {
+        this.cache.set(family, view);
+        this.drifted.add(family);
+        drifted.push(`v${family}`);
+      }
+    }
+    if (drifted.length > 0 || (untrusted.length === 0 && this.opts.plumbing)) this.readBackPassDue = true;
+    const ms = Number((outcome.endedAt - read.startedAt).toFixed(2));
+    if (untrusted.length === 0) {
+      this.verified(read.startedAt);
+      this.log.debug({ ms, drifted }, 'kernel read back');
+      return;
+    }
+    this.untrustedReads += 1;
+    this.verifyRetryAt = performance.now() + this.postWriteCheckFloorMs * 2 ** (this.untrustedReads - 1);
+    if (this.untrustedReads >= UNTRUSTED_READS_BEFORE_IN_PASS) this.verifyInPass = true;
+    this.log.debug({ ms, drifted, untrusted }, 'kernel read back while we wrote; rechecking the parts we wrote later');
   }
 
   private async read(dataplane: FamilyDataplane): Promise<KernelFamilyState> {
@@ -537,7 +719,11 @@ export class Reconciler {
     this.opts.onApplied?.(report);
   }
 
-  /** The daemon loop: wait until something is due, run a pass, repeat. */
+  /**
+   * The daemon loop: wait until something is due; judge a finished verification read, run a pass
+   * (datastore change, repair, plumbing retry, in-pass verification) or start a background
+   * verification read; repeat.
+   */
   private async run(): Promise<void> {
     const tickMs = Math.min(10_000, this.opts.watchdogTimeoutMs / 3);
     const waitFor = (ms: number) =>
@@ -559,19 +745,32 @@ export class Reconciler {
         await waitFor(Infinity);
         continue;
       }
+      const finished = this.background;
+      if (finished?.outcome !== undefined) {
+        this.background = undefined;
+        this.judgeBackgroundRead(finished);
+        continue;
+      }
       const now = performance.now();
-      const dirtyDueAt = this.dirty ? this.lastApplyEndedAt + this.opts.minApplyIntervalMs : Infinity;
-      const dueAt = Math.min(
-        dirtyDueAt,
-        this.cache.size > 0 ? this.nextReadDueAt() : Infinity,
+      const passDueAt = Math.min(
+        this.dirty || this.readBackPassDue ? this.lastApplyEndedAt + this.opts.minApplyIntervalMs : Infinity,
         this.plumbingRetryAt ?? Infinity,
       );
+      const fullyCached = this.opts.dataplanes.every(({ family }) => this.cache.has(family));
+      const verifyDueAt = fullyCached && this.background === undefined ? this.nextVerificationDueAt() : Infinity;
+      const dueAt = Math.min(passDueAt, verifyDueAt);
       if (dueAt > now) {
         await waitFor(dueAt - now);
         continue;
       }
-      const reason = this.dirty ? 'datastore' : this.plumbingRetryAt !== null && this.plumbingRetryAt <= now ? 'plumbing-retry' : 'read-back';
-      await this.reconcileOnce(reason);
+      const verifyInPass = verifyDueAt <= now && this.verifyInPass;
+      if (passDueAt > now && !verifyInPass) {
+        // Only a verification is due: read in the background, keep serving passes meanwhile.
+        this.startBackgroundRead();
+        continue;
+      }
+      const reason = this.dirty ? 'datastore' : this.readBackPassDue || verifyInPass ? 'read-back' : 'plumbing-retry';
+      await this.reconcile(reason, verifyInPass);
       this.lastApplyEndedAt = performance.now();
     }
   }

@@ -148,6 +148,23 @@ export async function createWorkloadVeth(spec: VethSpec): Promise<string> {
   }
 }
 
+/**
+ * Creates a pair whose both ends stay in `host`: `hostInterface` (HOST_SIDE_MAC, up; without
+ * IPv6 DAD when `ipv6`) and `peerInterface`, left down for an orchestrator to move into the
+ * workload itself (Docker's libnetwork does, on the plugin's Join). A failure after creation
+ * deletes the pair again.
+ */
+export async function createHostVethPair(host: NamespaceRef, hostInterface: string, peerInterface: string, ipv6: boolean): Promise<void> {
+  await checked(ipArgv(host, ['link', 'add', hostInterface, 'address', HOST_SIDE_MAC, 'type', 'veth', 'peer', 'name', peerInterface]));
+  try {
+    if (ipv6) await checked(inNamespace(host, ['sysctl', '-q', '-w', `net.ipv6.conf.${hostInterface}.accept_dad=0`]));
+    await checked(ipArgv(host, ['link', 'set', hostInterface, 'up']));
+  } catch (error) {
+    await deleteHostInterface(host, hostInterface).catch(() => undefined);
+    throw error;
+  }
+}
+
 /** Deletes the pair by its host side; false when it did not exist. */
 export async function deleteHostInterface(host: NamespaceRef, hostInterface: string): Promise<boolean> {
   const argv = ipArgv(host, ['link', 'del', 'dev', hostInterface]);

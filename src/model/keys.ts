@@ -27,8 +27,11 @@ export const profileTagsKey = (profile: string): string => `${PROFILES_PREFIX}${
 export const hostPrefix = (host: string): string => `${HOSTS_PREFIX}${host}/`;
 export const globalConfigKey = (name: string): string => `${GLOBAL_CONFIG_PREFIX}${name}`;
 export const hostConfigKey = (host: string, name: string): string => `${HOSTS_PREFIX}${host}/config/${name}`;
-export const poolKey = (version: 4 | 6, cidr: string): string =>
-  `${V1_PREFIX}ipam/v${version}/pool/${cidr.replace('/', '-')}`;
+export const poolPrefix = (version: 4 | 6): string => `${V1_PREFIX}ipam/v${version}/pool/`;
+export const poolKey = (version: 4 | 6, cidr: string): string => `${poolPrefix(version)}${cidr.replace('/', '-')}`;
+/** One key per assigned address (Docker IPAM): created only if absent, so no address is handed out twice. */
+export const ipAssignmentPrefix = (version: 4 | 6): string => `${V1_PREFIX}ipam/v${version}/assignment/`;
+export const ipAssignmentKey = (version: 4 | 6, ip: string): string => `${ipAssignmentPrefix(version)}${ip}`;
 
 export function endpointKey(ref: EndpointRef): string {
   return `${HOSTS_PREFIX}${ref.host}/workload/${ref.orchestrator}/${ref.workload}/endpoint/${ref.endpointId}`;

@@ -50,7 +50,6 @@ import type {
   Diagnostic,
   EndpointInput,
   FamilySpec,
-  IpsetSpec,
   Snapshot,
 } from './types.js';
 

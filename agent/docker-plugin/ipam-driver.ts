@@ -24,7 +24,7 @@ import {
   type IpVersion,
 } from '../../src/model/index.js';
 import { AddressError, cidrContains, type AddressAllocator } from './address-allocator.js';
-import { PluginRequestError, type Handler } from './http-server.js';
+import type { Handler } from './http-server.js';
 import { booleanField, idField, objectField, stringField, type Body } from './request-fields.js';
 
 export const CALICO_POOL_ID: Readonly<Record<IpVersion, string>> = { 4: 'CalicoPoolIPv4', 6: 'CalicoPoolIPv6' };

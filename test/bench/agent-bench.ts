@@ -49,6 +49,7 @@ import {
 import { freePort, startEtcd, type EtcdInstance } from '../helpers/etcd.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
 import { AGENT } from '../lab/lab.js';
+import { prng } from './prng.js';
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -101,16 +102,6 @@ const APPLY_TIMEOUT_MS = 60_000;
 // ---------------------------------------------------------------------------------------------
 // The synthetic cluster (deterministic)
 
-/** mulberry32, so every run builds the same cluster. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const random = prng(7);
 const pick = (n: number): number => Math.floor(random() * n);
 

@@ -22,6 +22,7 @@ import {
 } from '../../compiler/index.js';
 import type { DataplaneSpec, EndpointInput, FamilyPlan, KernelFamilyState, ProfileInput, Snapshot } from '../../compiler/index.js';
 import { endpointKey, endpointSchema, rulesSchema, type EndpointRef } from '../../src/model/index.js';
+import { prng } from './prng.js';
 
 const LOCAL_ENDPOINTS = 1_000;
 const PROFILES = 2_000;
@@ -29,16 +30,6 @@ const RULES_PER_PROFILE = 10;
 const CLUSTER_ENDPOINTS = 100_000;
 const HOST = 'bench-host';
 
-/** Deterministic PRNG (mulberry32) so every run builds the same cluster. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const random = prng(42);
 const pick = (n: number) => Math.floor(random() * n);
 

@@ -9,7 +9,7 @@ import type { ChainSpec, CompilerConfig, FamilySpec, Snapshot } from '../../comp
 import { MAX_CHAIN_NAME_LENGTH, MAX_IPSET_NAME_LENGTH, profileChainName, tagIpsetName } from '../../compiler/names.js';
 import { renderProfileChain } from '../../compiler/profile-chains.js';
 import { renderDispatchChains } from '../../compiler/dispatch-chains.js';
-import { ruleSchema, uniquelyShorten } from '../../src/model/index.js';
+import { ruleSchema } from '../../src/model/index.js';
 import { endpointInput, profile, webAppSnapshot } from './fixtures.js';
 
 const HASH_RE = /^-m comment --comment "cali:([0-9a-f]{16})" /;
@@ -68,19 +68,6 @@ describe('profile chains (§5.3, Felix 1.3 mark scheme)', () => {
 });
 
 describe('names', () => {
-  test.each([
-    ['foo', 10, 'foo'],
-    ['foobarbaz1', 10, 'foobarbaz1'],
-    ['foobarbaz12', 10, '_d71c1ff3e'],
-    ['foobarbaz12', 9, '_94df2800'],
-    ['foobarbaz123', 10, '_438f419f9'],
-    ['_foobar', 10, '_foobar'],
-    ['_foobar', 7, '_9f4764'],
-    ['_78c38617f', 10, '_f13be85cf'],
-  ])('uniquely_shorten(%s, %d) = %s (§5.1)', (text, n, expected) => {
-    expect(uniquelyShorten(text, n)).toBe(expected);
-  });
-
   test('default config', () => {
     expect(defaultCompilerConfig()).toEqual({
       interfacePrefix: 'cali',

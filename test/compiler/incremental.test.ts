@@ -12,7 +12,6 @@ import type {
   CompilerConfig,
   DataplaneSpec,
   EndpointInput,
-  FamilyPlan,
   FamilySpec,
   KernelFamilyState,
   ProfileInput,
@@ -79,15 +78,6 @@ function readBackCopy(state: KernelFamilyState): KernelFamilyState {
   return { tables: { filter: table(state.tables.filter), raw: table(state.tables.raw) }, ipsets: new Map(state.ipsets) };
 }
 
-function applyPlan(sim: KernelSim, plan: FamilyPlan): void {
-  sim.applyIpset(plan.ipsetUpdates);
-  sim.applyIptables('filter', plan.iptablesUpdates.filter);
-  sim.applyIptables('raw', plan.iptablesUpdates.raw);
-  sim.applyIptables('filter', plan.iptablesDeletions.filter);
-  sim.applyIptables('raw', plan.iptablesDeletions.raw);
-  sim.applyIpset(plan.ipsetDeletions);
-}
-
 /**
  * Checks `spec` against a fresh compile, and the plans from each earlier spec (the previous one
  * first): the same text whether the state is kernelStateOf's or a copy, and correct on a kernel.
@@ -100,8 +90,8 @@ function expectFresh(producer: InPlaceProducer, spec: DataplaneSpec, ...earlier:
     const plan = planFamily(spec[family], state);
     expect(plan).toEqual(planFamily(spec[family], readBackCopy(state)));
     const sim = new KernelSim();
-    applyPlan(sim, renderFamily(before[family]));
-    applyPlan(sim, plan);
+    sim.applyPlan(renderFamily(before[family]));
+    sim.applyPlan(plan);
     expect(normaliseState(sim.state())).toEqual(normaliseState(kernelStateOf(spec[family])));
   }
 }

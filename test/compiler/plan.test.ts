@@ -21,18 +21,9 @@ import type { DataplaneSpec, EndpointInput, FamilyPlan, FamilySpec, KernelFamily
 import { KernelSim, normaliseState } from '../helpers/kernel-sim.js';
 import { endpointInput, profile, webAppSnapshot } from './fixtures.js';
 
-function applyPlan(sim: KernelSim, plan: FamilyPlan): void {
-  sim.applyIpset(plan.ipsetUpdates);
-  sim.applyIptables('filter', plan.iptablesUpdates.filter);
-  sim.applyIptables('raw', plan.iptablesUpdates.raw);
-  sim.applyIptables('filter', plan.iptablesDeletions.filter);
-  sim.applyIptables('raw', plan.iptablesDeletions.raw);
-  sim.applyIpset(plan.ipsetDeletions);
-}
-
 function loadedSim(spec: FamilySpec): KernelSim {
   const sim = new KernelSim();
-  applyPlan(sim, renderFamily(spec));
+  sim.applyPlan(renderFamily(spec));
   return sim;
 }
 
@@ -113,7 +104,7 @@ describe('planFamily examples', () => {
       /^create (cali4-tmp-\w+) hash:net family inet maxelem 65536\nadd \1 192\.0\.2\.10\nadd \1 198\.51\.100\.10\nswap \1 cali4-tag-APP_7890\ndestroy \1\n$/,
     );
     expect(plan.iptablesUpdates.filter).toBe('');
-    applyPlan(sim, plan);
+    sim.applyPlan(plan);
     expect(normaliseState(sim.state())).toEqual(normaliseState(kernelStateOf(b.v4)));
   });
 
@@ -126,7 +117,7 @@ describe('planFamily examples', () => {
     );
     expect(plan.ipsetDeletions).toBe('destroy cali4-tag-APP_7890\n');
     const sim = loadedSim(a.v4);
-    applyPlan(sim, plan);
+    sim.applyPlan(plan);
     expect(normaliseState(sim.state())).toEqual(normaliseState(kernelStateOf(b.v4)));
   });
 
@@ -134,7 +125,7 @@ describe('planFamily examples', () => {
     const spec = compile(webAppSnapshot()).v4;
     const sim = new KernelSim();
     sim.appendForeign('filter', 'INPUT', '-p tcp -j ACCEPT');
-    applyPlan(sim, renderFamily(spec));
+    sim.applyPlan(renderFamily(spec));
     let input = sim.state().tables.filter.builtins.get('INPUT')!;
     expect(input.map((r) => r.hash)).toEqual([spec.tables.filter.hooks[0]!.hash, null]);
 
@@ -151,7 +142,7 @@ describe('planFamily examples', () => {
     );
     expect(plan.iptablesUpdates.raw).toBe('*raw\n-D PREROUTING -m comment --comment "cali:1111111111111111" --jump cali-old\nCOMMIT\n');
     expect(plan.iptablesDeletions.raw).toBe('*raw\n-F cali-old\n-X cali-old\nCOMMIT\n');
-    applyPlan(sim, plan);
+    sim.applyPlan(plan);
     input = sim.state().tables.filter.builtins.get('INPUT')!;
     expect(input.map((r) => r.hash)).toEqual([spec.tables.filter.hooks[0]!.hash, null, null, null]);
     expect(isEmptyPlan(planFamily(spec, sim.state()))).toBe(true);
@@ -173,7 +164,7 @@ describe('planFamily examples', () => {
     sim.appendForeign('filter', 'cali-pro-WEB', '-j ACCEPT');
     const plan = planFamily(spec, sim.state());
     expect(plan.iptablesUpdates.filter.split('\n')[1]).toBe(':cali-pro-WEB - [0:0]');
-    applyPlan(sim, plan);
+    sim.applyPlan(plan);
     expect(normaliseState(sim.state())).toEqual(normaliseState(kernelStateOf(spec)));
   });
 });
@@ -319,7 +310,7 @@ describe('planFamily properties', () => {
           const sim = loadedSim(a[family]);
           expect(normaliseState(sim.state())).toEqual(normaliseState(kernelStateOf(a[family])));
           const actual: KernelFamilyState = readBack ? sim.state() : kernelStateOf(a[family]);
-          applyPlan(sim, planFamily(b[family], actual));
+          sim.applyPlan(planFamily(b[family], actual));
           expect(normaliseState(sim.state())).toEqual(normaliseState(kernelStateOf(b[family])));
           expect(isEmptyPlan(planFamily(b[family], sim.state()))).toBe(true);
         }

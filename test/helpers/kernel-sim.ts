@@ -14,7 +14,7 @@
  * kernel, not a second implementation of the compiler: it never computes hashes, it reads them
  * back from the `cali:` comment as the agent does.
  */
-import type { BuiltinRule, KernelFamilyState, KernelIpsetState, TableName } from '../../compiler/types.js';
+import type { BuiltinRule, FamilyPlan, KernelFamilyState, KernelIpsetState, TableName } from '../../compiler/types.js';
 import { HASH_COMMENT_PREFIX, isOwnedChain } from '../../compiler/names.js';
 
 const BUILTINS: Record<TableName, readonly string[]> = {
@@ -49,6 +49,16 @@ function setsOf(rule: string): string[] {
 }
 
 export class KernelSim {
+  /** Runs a plan's steps in the order the reconciler does. */
+  applyPlan(plan: FamilyPlan): void {
+    this.applyIpset(plan.ipsetUpdates);
+    this.applyIptables('filter', plan.iptablesUpdates.filter);
+    this.applyIptables('raw', plan.iptablesUpdates.raw);
+    this.applyIptables('filter', plan.iptablesDeletions.filter);
+    this.applyIptables('raw', plan.iptablesDeletions.raw);
+    this.applyIpset(plan.ipsetDeletions);
+  }
+
   private tables: Tables = {
     filter: new Map(BUILTINS.filter.map((c) => [c, []])),
     raw: new Map(BUILTINS.raw.map((c) => [c, []])),

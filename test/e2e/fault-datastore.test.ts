@@ -58,6 +58,17 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10
   }
 }
 
+/** With APP missing (invalid or deleted): what APP's rules allowed is denied, to and from APP
+ * workloads, while WEB's policy holds both ways. */
+const APP_FAILED_CLOSED: readonly Check[] = [
+  { from: 'web1', to: 'app2', port: 7890, allowed: false },
+  { from: 'app1', to: 'app2', port: 22, allowed: false },
+  { from: 'app1', to: 'web2', port: 80, allowed: false },
+  { from: 'web2', to: 'web1', port: 80, family: 6, allowed: true },
+  { from: 'web1', to: 'web2', port: 80, allowed: true },
+  { from: 'web2', to: 'web1', port: 22, family: 6, allowed: false },
+];
+
 beforeAll(async () => {
   lab = await createLab();
   workloads = await setUpPolicy(lab);
@@ -207,17 +218,7 @@ describe('datastore faults under running agents', () => {
       const text = await metrics(lab.hosts[id].agent);
       expect(metricSum(text, 'calico_agent_invalid_keys_total', { kind: 'profile-rules' })).toBe(invalidBefore[HOSTS.indexOf(id)]! + 1);
     }
-    const failedClosed: Check[] = [
-      // What APP's rules allowed before is denied now (to and from APP workloads) …
-      { from: 'web1', to: 'app2', port: 7890, allowed: false },
-      { from: 'app1', to: 'app2', port: 22, allowed: false },
-      { from: 'app1', to: 'web2', port: 80, allowed: false },
-      // … while WEB's policy holds both ways.
-      { from: 'web2', to: 'web1', port: 80, family: 6, allowed: true },
-      { from: 'web1', to: 'web2', port: 80, allowed: true },
-      { from: 'web2', to: 'web1', port: 22, family: 6, allowed: false },
-    ];
-    expect(await wrongChecks(lab, workloads, failedClosed)).toEqual([]);
+    expect(await wrongChecks(lab, workloads, APP_FAILED_CLOSED)).toEqual([]);
 
     await etcdctl(lab, ['put', APP_RULES_KEY, valid]);
     await lab.waitApplied(await storeRevision(lab));
@@ -229,15 +230,7 @@ describe('datastore faults under running agents', () => {
     const removed = await lab.calicoctl(['profile', 'remove', 'APP', '--no-check']);
     await lab.waitApplied(removed.revision);
     expect(await etcdctl(lab, ['get', '--prefix', '/calico/v1/policy/profile/APP/', '--keys-only'])).toBe('');
-    const failedClosed: Check[] = [
-      { from: 'web1', to: 'app2', port: 7890, allowed: false },
-      { from: 'app1', to: 'app2', port: 22, allowed: false },
-      { from: 'app1', to: 'web2', port: 80, allowed: false },
-      { from: 'web2', to: 'web1', port: 80, family: 6, allowed: true },
-      { from: 'web1', to: 'web2', port: 80, allowed: true },
-      { from: 'web2', to: 'web1', port: 22, family: 6, allowed: false },
-    ];
-    expect(await wrongChecks(lab, workloads, failedClosed)).toEqual([]);
+    expect(await wrongChecks(lab, workloads, APP_FAILED_CLOSED)).toEqual([]);
 
     await lab.calicoctl(['profile', 'add', 'APP']);
     await updateRules(APP_RULES);

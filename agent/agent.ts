@@ -95,7 +95,10 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, onApplied: (repo
   const runner = deps.runner ?? createCommandRunner(config.dataplaneNetns ? { netns: config.dataplaneNetns } : {});
   const metrics = deps.metrics ?? createAgentMetrics();
   const backend = await selectIptablesBackend(runner, config.iptablesBackend);
-  log.info({ backend: backend.mode, source: backend.source, netns: config.dataplaneNetns }, 'iptables backend selected');
+  log.info(
+    { backend: backend.mode, source: backend.source, reason: backend.reason, legacyRules: backend.legacyRules, nftRules: backend.nftRules, netns: config.dataplaneNetns },
+    backend.source === 'configured' ? 'iptables backend configured' : `iptables backend detected (${backend.reason})`,
+  );
   const families: IpFamily[] = config.ipv6 ? [4, 6] : [4];
   const dataplanes = families.map((family) => createFamilyDataplane({ runner, family, backend }));
 

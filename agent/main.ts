@@ -8,7 +8,7 @@
  *
  * Exit codes: 0 success (or clean stop on SIGTERM/SIGINT); 1 runtime failure (etcd unreachable in
  * --once, dataplane writes still failing after retries and a full rewrite); 2 invalid
- * configuration or usage. Every failure prints ONE line `calico-agent: <reason>` on stderr; JSON
+ * configuration or usage (including a configured iptables backend that is not installed). Every failure prints ONE line `calico-agent: <reason>` on stderr; JSON
  * logs (pino) also go to stderr, stdout carries only --dry-run output and --help.
  *
  * Stopping never flushes: the rules stay in the kernel, failing closed, until the next agent
@@ -16,12 +16,18 @@
  */
 import { ConfigError, InfoRequest, loadConfig, type AgentConfig } from './config.js';
 import { formatPlans, runOnce, startAgent } from './agent.js';
+import { IptablesBackendError } from './dataplane/iptables-backend.js';
 import { createLogger } from './logger.js';
 import { routeProcessWarnings } from '../src/process-warnings.js';
 
 function fail(code: number, reason: string): never {
   process.stderr.write(`calico-agent: ${reason}\n`);
   process.exit(code);
+}
+
+/** 2 for errors that are the configuration's (a configured backend that is not installed), else 1. */
+function exitCodeOf(error: unknown): number {
+  return error instanceof IptablesBackendError ? error.exitCode : 1;
 }
 
 async function main(): Promise<void> {
@@ -49,11 +55,11 @@ async function main(): Promise<void> {
       );
       process.exit(0);
     } catch (error) {
-      fail(1, (error as Error).message.split('\n')[0] ?? 'failed');
+      fail(exitCodeOf(error), (error as Error).message.split('\n')[0] ?? 'failed');
     }
   }
 
-  const agent = await startAgent(config, { log }).catch((error: unknown) => fail(1, (error as Error).message.split('\n')[0]!));
+  const agent = await startAgent(config, { log }).catch((error: unknown) => fail(exitCodeOf(error), (error as Error).message.split('\n')[0]!));
   let signalled = false;
   const shutdown = (signal: NodeJS.Signals): void => {
     if (signalled) return;

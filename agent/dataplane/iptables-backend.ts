@@ -1,14 +1,22 @@
 /**
- * Chooses the iptables backend (legacy or nft) and the binaries for each IP family, as Felix does
- * (docker-deploy.md §4.5, after Kubernetes' iptables-wrapper).
+ * Chooses the iptables backend (legacy or nft) and the binaries for each IP family.
  *
- * Invariants:
- * - A configured `legacy`/`nft` wins and detection is skipped.
- * - `auto`: count the rules (`-` lines) printed by the legacy save tools of both families; ≥ 10
- *   → legacy; otherwise nft only if the nft save tools print strictly more rules. Ties → legacy.
- * - Binaries are `ip[6]tables-<mode>-<save|restore>` when present on PATH, else the plain
- *   `ip[6]tables-<save|restore>` names; neither present → an Error (the agent cannot run).
- * - Detection only reads (save tools), through the runner, so it sees the dataplane namespace.
+ * `auto` (after Felix and Kubernetes' iptables-wrapper, docker-deploy.md §4.5), first rule that
+ * decides wins:
+ *   1. kube-proxy/kubelet canary chains (`KUBE-IPTABLES-HINT`, `KUBE-KUBELET-CANARY`) in one
+ *      variant's tables: that variant (nft checked first, as the wrapper does);
+ *   2. the variant whose save tools print more rules (`-` lines, both families);
+ *   3. a tie (an empty host): the variant the host's own `iptables` command is (its `--version`
+ *      says `nf_tables` or `legacy`; Debian 12's is nft); legacy if that cannot be told.
+ * The result says which rule decided (`reason`), and the agent logs it.
+ *
+ * A configured `legacy`/`nft` is strict: it needs `ip[6]tables-<mode>-<save|restore>`, or plain
+ * `ip[6]tables-<save|restore>` whose `--version` names that variant. Anything else rejects with
+ * an IptablesBackendError (a configuration error: the agent exits 2), never silently programming
+ * the other variant.
+ *
+ * Detection only reads (save tools, `--version`), through the runner, so it sees the dataplane
+ * namespace.
  */
 import { access, constants } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
@@ -23,19 +31,29 @@ export interface IptablesBinaries {
   restore: string;
 }
 
+/** Which rule of the header decided an `auto` choice. */
+export type DetectionReason = 'kube-canary' | 'more-rules' | 'host-default';
+
 export interface IptablesBackend {
   mode: IptablesMode;
-  /** How the mode was chosen; detection counts are set when it was detected. */
   source: 'configured' | 'detected';
+  /** Set when detected. */
+  reason?: DetectionReason;
   legacyRules?: number;
   nftRules?: number;
   binaries: Readonly<Record<IpFamily, IptablesBinaries>>;
 }
 
+/** The backend cannot be used as configured (or no iptables at all): a configuration error. */
+export class IptablesBackendError extends Error {
+  override readonly name = 'IptablesBackendError';
+  readonly exitCode = 2;
+}
+
 /** Whether a program exists; the default looks it up on PATH. Tests may inject their own. */
 export type BinaryExists = (name: string) => Promise<boolean>;
 
-export const LEGACY_RULE_THRESHOLD = 10;
+const CANARY_CHAINS = /^:(KUBE-IPTABLES-HINT|KUBE-KUBELET-CANARY) /m;
 
 async function onPath(name: string): Promise<boolean> {
   for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter)) {
@@ -54,40 +72,69 @@ function base(family: IpFamily): string {
   return family === 4 ? 'iptables' : 'ip6tables';
 }
 
-async function pickBinary(family: IpFamily, mode: IptablesMode, action: 'save' | 'restore', exists: BinaryExists): Promise<string> {
-  const candidates = [`${base(family)}-${mode}-${action}`, `${base(family)}-${action}`];
-  for (const candidate of candidates) {
-    if (await exists(candidate)) return candidate;
-  }
-  throw new Error(`no iptables binary found: tried ${candidates.join(', ')}`);
-}
-
-/** Number of rules (lines starting with `-`) across all tables printed by a save tool; 0 if it fails. */
-async function countRules(runner: CommandRunner, binary: string): Promise<number> {
+/** The variant a binary reports in `--version` (`… (nf_tables)` or `… (legacy)`), if any. */
+async function variantOf(runner: CommandRunner, binary: string): Promise<IptablesMode | undefined> {
   try {
-    const result = await runner.run([binary]);
-    if (result.code !== 0) return 0;
-    let count = 0;
-    for (const line of result.stdout.split('\n')) if (line.startsWith('-')) count++;
-    return count;
+    const result = await runner.run([binary, '--version']);
+    const text = result.stdout + result.stderr;
+    if (result.code !== 0) return undefined;
+    if (text.includes('(nf_tables)')) return 'nft';
+    if (text.includes('(legacy)')) return 'legacy';
   } catch {
-    return 0;
+    // not runnable: unknown variant
   }
+  return undefined;
 }
 
-async function countModeRules(runner: CommandRunner, mode: IptablesMode, exists: BinaryExists): Promise<number> {
-  let total = 0;
+async function pickBinary(
+  runner: CommandRunner,
+  family: IpFamily,
+  mode: IptablesMode,
+  action: 'save' | 'restore',
+  exists: BinaryExists,
+): Promise<string> {
+  const variant = `${base(family)}-${mode}-${action}`;
+  if (await exists(variant)) return variant;
+  const plain = `${base(family)}-${action}`;
+  if ((await exists(plain)) && (await variantOf(runner, plain)) === mode) return plain;
+  throw new IptablesBackendError(
+    `iptables backend ${mode} is not installed: no ${variant}, and ${plain} is ${(await exists(plain)) ? 'another variant' : 'missing too'}`,
+  );
+}
+
+interface VariantScan {
+  rules: number;
+  canary: boolean;
+}
+
+/** Rules (lines starting with `-`) of every table, and whether a kube canary chain exists, in one variant. */
+async function scanVariant(runner: CommandRunner, mode: IptablesMode, exists: BinaryExists): Promise<VariantScan> {
+  const scan: VariantScan = { rules: 0, canary: false };
   for (const family of [6, 4] as const) {
-    const binary = await pickBinary(family, mode, 'save', exists).catch(() => undefined);
-    if (binary !== undefined) total += await countRules(runner, binary);
+    const binary = `${base(family)}-${mode}-save`;
+    if (!(await exists(binary))) continue;
+    try {
+      const result = await runner.run([binary]);
+      if (result.code !== 0) continue;
+      for (const line of result.stdout.split('\n')) if (line.startsWith('-')) scan.rules++;
+      scan.canary ||= CANARY_CHAINS.test(result.stdout);
+    } catch {
+      // unreadable: counts as empty
+    }
   }
-  return total;
+  return scan;
 }
 
-/** Pure decision rule, exported for tests. */
-export function chooseMode(legacyRules: number, nftRules: number): IptablesMode {
-  if (legacyRules >= LEGACY_RULE_THRESHOLD) return 'legacy';
-  return nftRules > legacyRules ? 'nft' : 'legacy';
+/** Pure decision rule of `auto` (see the header), exported for tests. */
+export function chooseMode(
+  legacy: VariantScan,
+  nft: VariantScan,
+  hostDefault: IptablesMode | undefined,
+): { mode: IptablesMode; reason: DetectionReason } {
+  if (nft.canary) return { mode: 'nft', reason: 'kube-canary' };
+  if (legacy.canary) return { mode: 'legacy', reason: 'kube-canary' };
+  if (nft.rules !== legacy.rules) return { mode: nft.rules > legacy.rules ? 'nft' : 'legacy', reason: 'more-rules' };
+  return { mode: hostDefault ?? 'legacy', reason: 'host-default' };
 }
 
 export async function selectIptablesBackend(
@@ -96,23 +143,24 @@ export async function selectIptablesBackend(
   exists: BinaryExists = onPath,
 ): Promise<IptablesBackend> {
   let mode: IptablesMode;
-  let counts: { legacyRules?: number; nftRules?: number } = {};
+  let detection: Pick<IptablesBackend, 'reason' | 'legacyRules' | 'nftRules'> = {};
   if (setting === 'auto') {
-    const legacyRules = await countModeRules(runner, 'legacy', exists);
-    const nftRules = legacyRules >= LEGACY_RULE_THRESHOLD ? undefined : await countModeRules(runner, 'nft', exists);
-    mode = chooseMode(legacyRules, nftRules ?? 0);
-    counts = nftRules === undefined ? { legacyRules } : { legacyRules, nftRules };
+    const [legacy, nft] = await Promise.all([scanVariant(runner, 'legacy', exists), scanVariant(runner, 'nft', exists)]);
+    const hostDefault = (await exists('iptables')) ? await variantOf(runner, 'iptables') : undefined;
+    const choice = chooseMode(legacy, nft, hostDefault);
+    mode = choice.mode;
+    detection = { reason: choice.reason, legacyRules: legacy.rules, nftRules: nft.rules };
   } else {
     mode = setting;
   }
   const binariesFor = async (family: IpFamily): Promise<IptablesBinaries> => ({
-    save: await pickBinary(family, mode, 'save', exists),
-    restore: await pickBinary(family, mode, 'restore', exists),
+    save: await pickBinary(runner, family, mode, 'save', exists),
+    restore: await pickBinary(runner, family, mode, 'restore', exists),
   });
   return {
     mode,
     source: setting === 'auto' ? 'detected' : 'configured',
-    ...counts,
+    ...detection,
     binaries: { 4: await binariesFor(4), 6: await binariesFor(6) },
   };
 }

@@ -1,8 +1,13 @@
 /**
  * Smoke test of the built binary (`npm run build` first): `calico-agent --once` against a real
  * etcd programs a throwaway network namespace; `--once --dry-run` prints the plan and changes
- * nothing; a second `--once` writes 0 bytes; bad configuration and a dead etcd fail with one line.
+ * nothing; a second `--once` writes 0 bytes; bad configuration, a configured backend that is not
+ * installed and a dead etcd fail with one line.
  */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createEtcdClient } from '../../src/datastore/client.js';
@@ -113,6 +118,27 @@ describe('calico-agent --once', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toBe('calico-agent: invalid --refresh-interval "soon": expected a duration such as 60s, 500ms or 2m (a bare number is seconds)\n');
     expect(await kernel()).toEqual(before);
+  });
+
+  test('a configured backend that is not installed: exit 2 with one line, nothing touched', async () => {
+    // A PATH whose only iptables tools are the plain names, all of the legacy variant.
+    const bin = mkdtempSync(join(tmpdir(), 'legacy-only-'));
+    try {
+      for (const tool of ['iptables-save', 'iptables-restore', 'ip6tables-save', 'ip6tables-restore', 'iptables', 'ip6tables']) {
+        symlinkSync('/usr/sbin/xtables-legacy-multi', join(bin, tool));
+      }
+      for (const tool of ['nsenter', 'ipset', 'ip', 'sysctl']) symlinkSync(execFileSync('which', [tool]).toString().trim(), join(bin, tool));
+      const before = await kernel();
+      const result = await runAgent(
+        ['--once', '--dataplane-netns', netns.name, '--hostname', HOST, '--iptables-backend', 'nft', '--health-listen', 'none', '--log-level', 'silent'],
+        { ...etcd.env, PATH: bin },
+      );
+      expect(result.stderr).toBe('calico-agent: iptables backend nft is not installed: no iptables-nft-save, and iptables-save is another variant\n');
+      expect(result.code).toBe(2);
+      expect(await kernel()).toEqual(before);
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
   });
 
   test('etcd unreachable: exit 1 with one line', async () => {

@@ -1,10 +1,12 @@
 /**
- * Backend detection (legacy vs nft) as Felix does it, against real save tools in namespaces
- * populated with legacy and/or nft rules; plus configured backends and binary fallback.
+ * Backend detection (legacy vs nft): canaries, rule counts, the host's own iptables on a tie,
+ * against real save tools in namespaces populated with legacy and/or nft rules; plus strict
+ * configured backends and the plain-name fallback.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCommandRunner } from '../../../agent/dataplane/command-runner.js';
-import { chooseMode, selectIptablesBackend } from '../../../agent/dataplane/iptables-backend.js';
+import { IptablesBackendError, chooseMode, selectIptablesBackend } from '../../../agent/dataplane/iptables-backend.js';
+import type { CommandRunner } from '../../../agent/dataplane/types.js';
 import { createNetns, type Netns } from '../../helpers/netns.js';
 import { recording } from './recording-runner.js';
 
@@ -24,34 +26,63 @@ async function namespaceWith(legacyRules: number, nftRules: number): Promise<Net
   return ns;
 }
 
-describe('selectIptablesBackend (auto)', () => {
-  it('chooses legacy when there are at least 10 legacy rules, without asking nft', async () => {
-    const ns = await namespaceWith(10, 12);
-    const runner = recording(createCommandRunner({ netns: ns.name }));
-    const backend = await selectIptablesBackend(runner, 'auto');
-    expect(backend).toMatchObject({ mode: 'legacy', source: 'detected', legacyRules: 10 });
-    expect(backend.binaries).toEqual({
-      4: { save: 'iptables-legacy-save', restore: 'iptables-legacy-restore' },
-      6: { save: 'ip6tables-legacy-save', restore: 'ip6tables-legacy-restore' },
-    });
-    expect(runner.commands.map((c) => c.argv[0])).not.toContain('iptables-nft-save');
-  });
+/** A runner whose `iptables --version` answers `variant` (the host's own command); all else is real. */
+function hostIptablesIs(inner: CommandRunner, variant: string): CommandRunner {
+  return {
+    run(argv, options) {
+      if (argv[0] === 'iptables' && argv[1] === '--version') {
+        return Promise.resolve({ code: 0, stdout: `iptables v1.8.9 (${variant})\n`, stderr: '', durationMs: 0 });
+      }
+      return inner.run(argv, options);
+    },
+  };
+}
 
-  it('chooses nft only when nft has strictly more rules', async () => {
-    const more = await namespaceWith(2, 3);
-    expect(await selectIptablesBackend(createCommandRunner({ netns: more.name }), 'auto')).toMatchObject({
+describe('selectIptablesBackend (auto)', () => {
+  it('chooses the variant holding more rules, whichever it is', async () => {
+    const legacy = await namespaceWith(12, 3);
+    expect(await selectIptablesBackend(createCommandRunner({ netns: legacy.name }), 'auto')).toMatchObject({
+      mode: 'legacy',
+      source: 'detected',
+      reason: 'more-rules',
+      legacyRules: 12,
+      nftRules: 3,
+      binaries: {
+        4: { save: 'iptables-legacy-save', restore: 'iptables-legacy-restore' },
+        6: { save: 'ip6tables-legacy-save', restore: 'ip6tables-legacy-restore' },
+      },
+    });
+    const nft = await namespaceWith(2, 3);
+    expect(await selectIptablesBackend(createCommandRunner({ netns: nft.name }), 'auto')).toMatchObject({
       mode: 'nft',
+      reason: 'more-rules',
       legacyRules: 2,
       nftRules: 3,
     });
-    const tie = await namespaceWith(3, 3);
-    expect((await selectIptablesBackend(createCommandRunner({ netns: tie.name }), 'auto')).mode).toBe('legacy');
   });
 
-  it('chooses legacy in an empty namespace (0 = 0 is a tie)', async () => {
+  it('on a tie (an empty host) chooses the variant the host iptables command is', async () => {
     const empty = await namespaceWith(0, 0);
-    const backend = await selectIptablesBackend(createCommandRunner({ netns: empty.name }), 'auto');
-    expect(backend).toMatchObject({ mode: 'legacy', legacyRules: 0, nftRules: 0 });
+    const real = createCommandRunner({ netns: empty.name });
+    const hostVersion = (await real.run(['iptables', '--version'])).stdout;
+    const expected = hostVersion.includes('(nf_tables)') ? 'nft' : 'legacy';
+    expect(await selectIptablesBackend(real, 'auto')).toMatchObject({ mode: expected, reason: 'host-default', legacyRules: 0, nftRules: 0 });
+    expect((await selectIptablesBackend(hostIptablesIs(real, 'nf_tables'), 'auto')).mode).toBe('nft');
+    expect((await selectIptablesBackend(hostIptablesIs(real, 'legacy'), 'auto')).mode).toBe('legacy');
+    const tie = await namespaceWith(3, 3);
+    expect(await selectIptablesBackend(hostIptablesIs(createCommandRunner({ netns: tie.name }), 'nf_tables'), 'auto')).toMatchObject({
+      mode: 'nft',
+      reason: 'host-default',
+    });
+  });
+
+  it('a kube canary chain decides before the rule counts', async () => {
+    const ns = await namespaceWith(20, 0);
+    await ns.exec(['iptables-nft-restore', '--noflush'], { input: '*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n' });
+    expect(await selectIptablesBackend(createCommandRunner({ netns: ns.name }), 'auto')).toMatchObject({ mode: 'nft', reason: 'kube-canary' });
+    const other = await namespaceWith(0, 20);
+    await other.exec(['iptables-legacy-restore', '--noflush'], { input: '*mangle\n:KUBE-KUBELET-CANARY - [0:0]\nCOMMIT\n' });
+    expect(await selectIptablesBackend(createCommandRunner({ netns: other.name }), 'auto')).toMatchObject({ mode: 'legacy', reason: 'kube-canary' });
   });
 });
 
@@ -71,20 +102,30 @@ describe('selectIptablesBackend (configured)', () => {
     expect(runner.commands).toEqual([]);
   });
 
-  it('falls back to the plain binary names, and fails when neither exists', async () => {
+  it('falls back to plain binary names only when they are the configured variant; else a configuration error', async () => {
     const runner = createCommandRunner();
     const withoutVariants = async (name: string) => !/-(nft|legacy)-/.test(name);
-    const plain = await selectIptablesBackend(runner, 'nft', withoutVariants);
+    const plainVariant = (await runner.run(['ip6tables-save', '--version'])).stdout.includes('(nf_tables)') ? 'nft' : 'legacy';
+    const otherVariant = plainVariant === 'nft' ? 'legacy' : 'nft';
+    const plain = await selectIptablesBackend(runner, plainVariant, withoutVariants);
     expect(plain.binaries[6]).toEqual({ save: 'ip6tables-save', restore: 'ip6tables-restore' });
-    await expect(selectIptablesBackend(runner, 'legacy', async () => false)).rejects.toThrow(/no iptables binary found: tried iptables-legacy-save, iptables-save/);
+    const wrong = selectIptablesBackend(runner, otherVariant, withoutVariants);
+    await expect(wrong).rejects.toBeInstanceOf(IptablesBackendError);
+    await expect(wrong).rejects.toThrow(`iptables backend ${otherVariant} is not installed: no iptables-${otherVariant}-save, and iptables-save is another variant`);
+    await expect(selectIptablesBackend(runner, 'legacy', async () => false)).rejects.toThrow(
+      'iptables backend legacy is not installed: no iptables-legacy-save, and iptables-save is missing too',
+    );
   });
 });
 
 describe('chooseMode', () => {
-  it('follows the iptables-wrapper rule', () => {
-    expect(chooseMode(10, 100)).toBe('legacy');
-    expect(chooseMode(9, 10)).toBe('nft');
-    expect(chooseMode(9, 9)).toBe('legacy');
-    expect(chooseMode(0, 1)).toBe('nft');
+  const scan = (rules: number, canary = false) => ({ rules, canary });
+  it('canaries first (nft before legacy), then more rules, then the host default, then legacy', () => {
+    expect(chooseMode(scan(100, true), scan(0, true), 'legacy')).toEqual({ mode: 'nft', reason: 'kube-canary' });
+    expect(chooseMode(scan(0, true), scan(100), 'nft')).toEqual({ mode: 'legacy', reason: 'kube-canary' });
+    expect(chooseMode(scan(9), scan(10), 'legacy')).toEqual({ mode: 'nft', reason: 'more-rules' });
+    expect(chooseMode(scan(11), scan(10), 'nft')).toEqual({ mode: 'legacy', reason: 'more-rules' });
+    expect(chooseMode(scan(0), scan(0), 'nft')).toEqual({ mode: 'nft', reason: 'host-default' });
+    expect(chooseMode(scan(4), scan(4), undefined)).toEqual({ mode: 'legacy', reason: 'host-default' });
   });
 });

@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import type { Etcd3 } from 'etcd3';
 import { defaultCompilerConfig, type CompilerConfig, type FamilyPlan, type IpFamily } from '../compiler/index.js';
 import { createEtcdClient } from '../src/datastore/client.js';
-import { createCommandRunner } from './dataplane/command-runner.js';
+import { createHelperRunner } from './dataplane/exec-helper.js';
 import { createFamilyDataplane } from './dataplane/family-dataplane.js';
 import { selectIptablesBackend } from './dataplane/iptables-backend.js';
 import { createPlumbing } from './dataplane/plumbing.js';
@@ -28,7 +28,10 @@ export interface AgentDeps {
   log: Logger;
   /** Defaults to `createEtcdClient(config.etcd)`; closed by the agent only when it created it. */
   client?: Etcd3;
-  /** Defaults to `createCommandRunner({ netns: config.dataplaneNetns })`. */
+  /**
+   * Defaults to a helper-process runner (exec-helper.ts) for `config.dataplaneNetns`, started
+   * here, before the heap grows, and closed when the agent stops.
+   */
   runner?: CommandRunner;
   metrics?: AgentMetrics;
 }
@@ -82,6 +85,8 @@ export function compilerConfigOf(config: AgentConfig): CompilerConfig {
 
 interface Parts {
   client: Etcd3;
+  /** Ends the runner the agent started (nothing for an injected one). */
+  closeRunner: () => Promise<void>;
   ownsClient: boolean;
   metrics: AgentMetrics;
   syncer: Syncer;
@@ -92,9 +97,14 @@ interface Parts {
 async function buildParts(config: AgentConfig, deps: AgentDeps, onApplied: (report: ApplyReport) => void): Promise<Parts> {
   const { log } = deps;
   const client = deps.client ?? createEtcdClient(config.etcd);
-  const runner = deps.runner ?? createCommandRunner(config.dataplaneNetns ? { netns: config.dataplaneNetns } : {});
+  const helper = deps.runner === undefined ? createHelperRunner(config.dataplaneNetns ? { netns: config.dataplaneNetns } : {}) : undefined;
+  const runner = deps.runner ?? helper!;
+  const closeRunner = async (): Promise<void> => helper?.close();
   const metrics = deps.metrics ?? createAgentMetrics();
-  const backend = await selectIptablesBackend(runner, config.iptablesBackend);
+  const backend = await selectIptablesBackend(runner, config.iptablesBackend).catch(async (error: unknown) => {
+    await closeRunner();
+    throw error;
+  });
   log.info(
     { backend: backend.mode, source: backend.source, reason: backend.reason, legacyRules: backend.legacyRules, nftRules: backend.nftRules, netns: config.dataplaneNetns },
     backend.source === 'configured' ? 'iptables backend configured' : `iptables backend detected (${backend.reason})`,
@@ -130,7 +140,7 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, onApplied: (repo
     ttlMs: config.reportingTtlMs,
     endpointStatus: config.endpointStatusReporting,
   });
-  return { client, ownsClient: deps.client === undefined, metrics, syncer, reconciler, status };
+  return { client, closeRunner, ownsClient: deps.client === undefined, metrics, syncer, reconciler, status };
 }
 
 /** Starts the daemon: list-then-watch, reconcile loop, status reports, health listener. */
@@ -183,6 +193,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       await syncer.stop();
       await reconciler.stop().catch(() => {});
       await status?.stop();
+      await parts.closeRunner();
       await http?.close();
       if (parts.ownsClient) parts.client.close();
     })());
@@ -220,6 +231,7 @@ export async function runOnce(config: AgentConfig, deps: AgentDeps): Promise<Onc
     return { report, revision: report.revision, ms: performance.now() - started };
   } finally {
     await status.stop();
+    await parts.closeRunner();
     if (parts.ownsClient) parts.client.close();
   }
 }

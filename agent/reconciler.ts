@@ -19,7 +19,8 @@
  *    schedule up to `postWriteCheckMaxMs`, whose first check comes after a floor of
  *    max(`postWriteCheckMinMs`, 2 × (peak read + peak write duration)) (Felix's adaptive floor;
  *    the peaks decay by 10 % per new sample, so they follow the recent durations).
- * 5. Coalesce bursts. Passes are at least `minApplyIntervalMs` apart; events arriving meanwhile
+ * 5. Coalesce bursts. Passes start at least `minApplyIntervalMs` apart (start to start, so a change
+ *    arriving after a long pass is not held back further); events arriving meanwhile
  *    are folded into the next pass.
  *
  * Verification reads (invariants):
@@ -223,7 +224,7 @@ export class Reconciler {
   /** Receipt time (`performance.now()`) of the oldest etcd event not yet in the kernel. */
   private pendingSince: number | null = null;
   private dirty = true;
-  private lastApplyEndedAt = -Infinity;
+  private lastApplyStartedAt = -Infinity;
   private lastVerifiedAt = -Infinity;
   private postWriteCheckAt: number | null = null;
   private postWriteInterval: number;
@@ -481,14 +482,22 @@ export class Reconciler {
       };
 
       const writesStarted = performance.now();
-      for (const { dataplane, plan } of planned) await write(dataplane, 'ipset', undefined, plan.ipsetUpdates);
-      for (const { dataplane, plan } of planned) {
+      // The families are independent (each one's rules reference only its own sets), so they are
+      // written side by side; within a family the steps keep their order. Every write of a step
+      // has ended before a failure is thrown, so a retry never races a write still running.
+      const eachFamily = async (step: (entry: (typeof planned)[number]) => Promise<void>): Promise<void> => {
+        const outcomes = await Promise.allSettled(planned.map(step));
+        const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+        if (failed) throw failed.reason;
+      };
+      await eachFamily(async ({ dataplane, plan }) => {
+        await write(dataplane, 'ipset', undefined, plan.ipsetUpdates);
         for (const table of TABLES) await write(dataplane, 'iptables-restore', table, plan.iptablesUpdates[table]);
-      }
-      for (const { dataplane, plan } of planned) {
+      });
+      await eachFamily(async ({ dataplane, plan }) => {
         for (const table of TABLES) await write(dataplane, 'iptables-restore', table, plan.iptablesDeletions[table]);
-      }
-      for (const { dataplane, plan } of planned) await write(dataplane, 'ipset', undefined, plan.ipsetDeletions);
+        await write(dataplane, 'ipset', undefined, plan.ipsetDeletions);
+      });
 
       for (const { dataplane, desired } of planned) {
         this.cache.set(dataplane.family, kernelStateOf(desired));
@@ -513,10 +522,11 @@ export class Reconciler {
         this.log.warn({ bytes: writes.bytes }, 'kernel state had drifted from ours (changed by another process); repaired');
       }
       const kernelDoneAt = performance.now();
-
-      const statuses = await this.syncPlumbing(spec, readBack || recheckPlumbing);
-
+      // The kernel reflects `revision` from here; plumbing (routes, sysctls) follows.
       this.appliedRevisionValue = revision;
+
+      const statuses = await this.syncPlumbing(spec, readBack || recheckPlumbing, reason === 'plumbing-retry');
+
       const durationMs = performance.now() - started;
       const etcdToKernelMs = covering === null ? undefined : kernelDoneAt - covering;
       const report: ApplyReport = {
@@ -630,16 +640,17 @@ export class Reconciler {
 
   /**
    * Routes, proxy ARP/NDP and sysctls of local endpoints, when they changed, on read-back passes
-   * and while some interface is still missing. Failures here do not fail the pass: they show as
+   * and (in `plumbing-retry` passes) while some interface is still missing. Failures here do not fail the pass: they show as
    * `error` statuses and are retried.
    */
-  private async syncPlumbing(spec: DataplaneSpec, readBack: boolean): Promise<ReadonlyMap<string, EndpointStatus>> {
+  private async syncPlumbing(spec: DataplaneSpec, readBack: boolean, retryPass: boolean): Promise<ReadonlyMap<string, EndpointStatus>> {
     const local = spec.localEndpoints;
     const previous = this.lastLocalEndpoints;
     if (local.size !== previous.size || [...local].some(([name, input]) => previous.get(name)?.endpoint !== input.endpoint)) {
       this.plumbingDirty = true;
     }
-    const retryDue = this.plumbingRetryAt !== null && performance.now() >= this.plumbingRetryAt;
+    // Retries for missing interfaces run in their own passes, never delaying a datastore pass.
+    const retryDue = retryPass && this.plumbingRetryAt !== null && performance.now() >= this.plumbingRetryAt;
     const plumbing = this.opts.plumbing;
     if (!plumbing || !(this.plumbingDirty || readBack || retryDue)) return this.statusesFor(local, this.lastStatuses);
 
@@ -753,7 +764,7 @@ export class Reconciler {
       }
       const now = performance.now();
       const passDueAt = Math.min(
-        this.dirty || this.readBackPassDue ? this.lastApplyEndedAt + this.opts.minApplyIntervalMs : Infinity,
+        this.dirty || this.readBackPassDue ? this.lastApplyStartedAt + this.opts.minApplyIntervalMs : Infinity,
         this.plumbingRetryAt ?? Infinity,
       );
       const fullyCached = this.opts.dataplanes.every(({ family }) => this.cache.has(family));
@@ -770,8 +781,8 @@ export class Reconciler {
         continue;
       }
       const reason = this.dirty ? 'datastore' : this.readBackPassDue || verifyInPass ? 'read-back' : 'plumbing-retry';
+      this.lastApplyStartedAt = now;
       await this.reconcile(reason, verifyInPass);
-      this.lastApplyEndedAt = performance.now();
     }
   }
 }

@@ -32,6 +32,8 @@ export class CommandError extends Error {
   /** The stdin the command was fed (Felix logs the whole restore input on failure). */
   readonly input: string | undefined;
   readonly kind: FailureKind;
+  /** Why it failed, without the command: the message's tail. */
+  readonly detail: string;
 
   constructor(fields: { argv: readonly string[]; code: number | null; stderr: string; input?: string; kind: FailureKind; reason?: string }) {
     const detail = fields.reason ?? firstLine(fields.stderr) ?? 'no error output';
@@ -41,6 +43,7 @@ export class CommandError extends Error {
     this.stderr = fields.stderr;
     this.input = fields.input;
     this.kind = fields.kind;
+    this.detail = detail;
   }
 
   get transient(): boolean {
@@ -110,10 +113,15 @@ export interface CommandRunnerOptions {
   defaultTimeoutMs?: number;
 }
 
-export function createCommandRunner(options: CommandRunnerOptions = {}): CommandRunner {
-  if (options.netns !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(options.netns)) {
-    throw new Error(`invalid network namespace name ${JSON.stringify(options.netns)}`);
+/** Throws unless `netns` is a plain namespace name (no path, nothing an argv could misread). */
+export function checkNetnsName(netns: string | undefined): void {
+  if (netns !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(netns)) {
+    throw new Error(`invalid network namespace name ${JSON.stringify(netns)}`);
   }
+}
+
+export function createCommandRunner(options: CommandRunnerOptions = {}): CommandRunner {
+  checkNetnsName(options.netns);
   const prefix = options.netns === undefined ? [] : ['nsenter', `--net=/run/netns/${options.netns}`, '--'];
   const defaultTimeoutMs = options.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS;
 

@@ -1,0 +1,118 @@
+/**
+ * A CommandRunner that runs every program through a small long-lived helper process
+ * (exec-helper-main.ts) instead of forking the agent itself.
+ *
+ * Why: Node forks the whole process for each child; at a few hundred MB of RSS that blocks the
+ * agent's event loop for tens of ms per `iptables-restore` / `ipset` call (perf-reliability.md
+ * B3: ~35 ms per GB). The helper is started before the agent's heap grows and stays small, so each
+ * exec costs what it costs from a ~40 MB process.
+ *
+ * Invariants:
+ * - Same contract as createCommandRunner (command-runner.ts): resolves with the exit status of a
+ *   program that ran, rejects with a CommandError when it could not run or timed out; the
+ *   CommandError carries the caller's argv and input.
+ * - The helper dying fails every request in flight with a `transient` CommandError; the next
+ *   request starts a new helper. `close()` ends the helper after its requests finish.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { CommandError, checkNetnsName, type FailureKind } from './command-runner.js';
+import type { CommandResult, CommandRunner, RunOptions } from './types.js';
+
+export interface HelperRequest {
+  id: number;
+  argv: readonly string[];
+  input?: string;
+  timeoutMs?: number;
+}
+
+export type HelperResponse =
+  | { id: number; result: CommandResult }
+  | { id: number; error: { code: number | null; stderr: string; kind: FailureKind; reason: string } };
+
+export interface HelperRunner extends CommandRunner {
+  /** The helper's pid (undefined while none runs), for tests and diagnostics. */
+  readonly pid: number | undefined;
+  /** Ends the helper once its requests have answered. */
+  close(): Promise<void>;
+}
+
+/** The built helper script: beside this module in dist/, or in dist/ when this runs from source. */
+function helperScript(): string {
+  const sibling = fileURLToPath(new URL('./exec-helper-main.js', import.meta.url));
+  if (existsSync(sibling)) return sibling;
+  return fileURLToPath(new URL('../../dist/agent/dataplane/exec-helper-main.js', import.meta.url));
+}
+
+interface Waiter {
+  request: HelperRequest;
+  resolve: (result: CommandResult) => void;
+  reject: (error: CommandError) => void;
+}
+
+export function createHelperRunner(options: { netns?: string } = {}): HelperRunner {
+  checkNetnsName(options.netns);
+  let child: ChildProcess | undefined;
+  let nextId = 1;
+  const waiting = new Map<number, Waiter>();
+
+  const failAll = (reason: string): void => {
+    for (const { request, reject } of waiting.values()) {
+      reject(new CommandError({ argv: request.argv, code: null, stderr: '', input: request.input, kind: 'transient', reason }));
+    }
+    waiting.clear();
+  };
+
+  const start = (): ChildProcess => {
+    const helper = spawn(process.execPath, [helperScript(), options.netns ?? ''], { stdio: ['pipe', 'pipe', 'inherit'] });
+    helper.stdin!.on('error', () => undefined);
+    createInterface({ input: helper.stdout!, crlfDelay: Infinity }).on('line', (line) => {
+      const response = JSON.parse(line) as HelperResponse;
+      const waiter = waiting.get(response.id);
+      if (waiter === undefined) return;
+      waiting.delete(response.id);
+      if ('result' in response) waiter.resolve(response.result);
+      else waiter.reject(new CommandError({ argv: waiter.request.argv, input: waiter.request.input, ...response.error }));
+    });
+    helper.on('exit', (code, signal) => {
+      if (child === helper) child = undefined;
+      failAll(`exec helper exited (${signal ?? `code ${code}`})`);
+    });
+    helper.on('error', (error) => {
+      if (child === helper) child = undefined;
+      failAll(`exec helper failed: ${error.message}`);
+    });
+    return helper;
+  };
+
+  return {
+    get pid() {
+      return child?.pid;
+    },
+    run(argv: readonly string[], runOptions: RunOptions = {}): Promise<CommandResult> {
+      child ??= start();
+      const request: HelperRequest = {
+        id: nextId++,
+        argv,
+        ...(runOptions.input !== undefined ? { input: runOptions.input } : {}),
+        ...(runOptions.timeoutMs !== undefined ? { timeoutMs: runOptions.timeoutMs } : {}),
+      };
+      return new Promise<CommandResult>((resolve, reject) => {
+        waiting.set(request.id, { request, resolve, reject });
+        child!.stdin!.write(`${JSON.stringify(request)}\n`);
+      });
+    },
+    async close(): Promise<void> {
+      const helper = child;
+      if (helper === undefined) return;
+      child = undefined;
+      if (helper.exitCode !== null || helper.signalCode !== null) return;
+      await new Promise<void>((resolve) => {
+        helper.once('exit', () => resolve());
+        helper.stdin!.end();
+      });
+    },
+  };
+}

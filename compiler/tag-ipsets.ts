@@ -19,6 +19,11 @@ export function memberForm(cidr: string): string {
   return maskedCidr(cidr) ?? cidr;
 }
 
+/** maxelem of a set of `size` members: the configured size, or the next power of two above it. */
+export function ipsetMaxelem(size: number, maxIpsetSize: number): number {
+  return size > maxIpsetSize ? 2 ** Math.ceil(Math.log2(size)) : maxIpsetSize;
+}
+
 export interface BuiltIpset {
   spec: IpsetSpec;
   diagnostic?: Diagnostic;
@@ -33,10 +38,9 @@ export function buildTagIpset(
 ): BuiltIpset {
   const unique = [...new Set(members)].sort();
   const name = tagIpsetName(tag, family);
-  let maxelem = maxIpsetSize;
+  const maxelem = ipsetMaxelem(unique.length, maxIpsetSize);
   let diagnostic: Diagnostic | undefined;
   if (unique.length > maxIpsetSize) {
-    maxelem = 2 ** Math.ceil(Math.log2(unique.length));
     diagnostic = {
       kind: 'ipset-too-large',
       subject: name,

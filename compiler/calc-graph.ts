@@ -1,0 +1,662 @@
+/**
+ * The calculation graph: per-key datastore deltas in, the desired dataplane and exactly what
+ * changed in it out (after Felix's `calc` package). Pure: no I/O, clock or environment.
+ *
+ *   setProfileRules / setProfileTags / setEndpoint           (one key each, undefined = deleted)
+ *        │
+ *        ├─ local endpoints (this host, valid prefix) ─ interface claims ─ winner per interface
+ *        │      └─ used profiles per active winner (its profile ids up to the first missing one),
+ *        │         reference-counted: a profile's chains exist while its count is > 0
+ *        ├─ active profiles ─ rendered chains per family ─ tag references, counted per family:
+ *        │      a tag's ipset exists while its count is > 0
+ *        └─ every endpoint (any host) ─ profile → members index, tag → carriers index ─
+ *               ipset members counted per (family, tag, address): an address is in the set
+ *               while at least one (endpoint, carrier profile) pair contributes it
+ *
+ * Inputs only record what they touch (dirty interfaces, dirty profiles, member counts of sets
+ * that exist); `takeChanges()` then does the derived work once, so a burst of deltas costs each
+ * chain one render. A change costs O(what it touches): one remote endpoint touches only the
+ * sets of its profiles' tags; one rule change re-renders one profile's chains; only a change of
+ * this host's interfaces re-renders the dispatch chains (O(local endpoints)).
+ *
+ * Invariants:
+ * - `toSpec()` equals `compile(snapshot)` for the snapshot holding the same keys, whatever the
+ *   order and history of the deltas (test/compiler/calc-graph.test.ts checks it as a property).
+ * - Every chain, set or member whose desired state changed since the previous `takeChanges()`
+ *   is named in its result; a consumer that applies them to a copy of the previous desired state
+ *   gets the current one. Names may be reported that did not end up changing.
+ * - Inputs are never mutated; endpoints are kept compactly (interned profile ids, member-form
+ *   addresses), and full objects only for this host's endpoints.
+ */
+import type { Endpoint, IpVersion, Rules, Tags } from '../src/model/index.js';
+import { renderDispatchChains } from './dispatch-chains.js';
+import { renderEndpointChains, type EndpointChains } from './endpoint-chains.js';
+import { renderGlobalChains, type GlobalChains } from './global-chains.js';
+import { endpointChainName, tagIpsetName } from './names.js';
+import { renderProfileChain, type RenderedProfileChain } from './profile-chains.js';
+import { ipsetMaxelem, memberForm } from './tag-ipsets.js';
+import type {
+  ChainSpec,
+  CompilerConfig,
+  DataplaneSpec,
+  Diagnostic,
+  EndpointInput,
+  FamilySpec,
+  HookSpec,
+  IpsetSpec,
+  TableName,
+} from './types.js';
+
+const FAMILIES: readonly IpVersion[] = [4, 6];
+const NO_TAGS: readonly string[] = [];
+
+/** What the graph keeps of any endpoint: enough for tag membership. */
+interface EndpointRecord {
+  /** Unique profile ids, interned. */
+  profiles: readonly string[];
+  /** Unique ipset member forms per family (no /0: hash:net cannot hold one). */
+  addresses: Readonly<Record<IpVersion, readonly string[]>>;
+}
+
+/** This host's endpoint that won its interface. */
+interface LocalWinner {
+  key: string;
+  input: EndpointInput;
+  /** Profiles counted as used by this endpoint (active: its ids up to the first missing). */
+  used: readonly string[];
+  /** The first missing profile, counted in `missingCount` (active endpoints only). */
+  missing: string | undefined;
+}
+
+interface TagSet {
+  tag: string;
+  name: string;
+  /** Address → number of (endpoint, carrier profile) pairs contributing it. */
+  members: Map<string, number>;
+  maxelem: number;
+}
+
+/** Both chains of an active profile in one family. */
+type ProfilePair = readonly [inbound: RenderedProfileChain, outbound: RenderedProfileChain];
+
+/** The changes of one family since the previous `takeChanges()`. */
+export interface FamilyChanges {
+  /** Chains upserted or removed, per table. */
+  chains: Readonly<Record<TableName, ReadonlySet<string>>>;
+  /** Sets created, destroyed, or with new metadata: compare them whole. */
+  ipsets: ReadonlySet<string>;
+  /** Per set, the members whose presence may have changed. */
+  members: ReadonlyMap<string, ReadonlySet<string>>;
+}
+
+export interface GraphChanges {
+  families: Readonly<Record<IpVersion, FamilyChanges>>;
+  /** This host's endpoints (by interface) changed: plumbing and status have work. */
+  localEndpointsChanged: boolean;
+  /** Something to write or report; false for a batch that cancelled itself out. */
+  any: boolean;
+}
+
+/** A set as the writers read it. */
+export interface DesiredIpset {
+  readonly name: string;
+  readonly family: 'inet' | 'inet6';
+  readonly type: 'hash:net';
+  readonly maxelem: number;
+  readonly size: number;
+  has(member: string): boolean;
+  members(): Iterable<string>;
+}
+
+/** One family's desired dataplane, read by the writers (live: it follows the graph). */
+export interface DesiredFamily {
+  readonly family: IpVersion;
+  chain(table: TableName, name: string): ChainSpec | undefined;
+  chainNames(table: TableName): Iterable<string>;
+  hooks(table: TableName): readonly HookSpec[];
+  ipset(name: string): DesiredIpset | undefined;
+  ipsetNames(): Iterable<string>;
+}
+
+class ChangeLog {
+  chains: Record<TableName, Set<string>> = { filter: new Set(), raw: new Set() };
+  ipsets = new Set<string>();
+  members = new Map<string, Set<string>>();
+
+  member(set: string, address: string): void {
+    let changed = this.members.get(set);
+    if (changed === undefined) this.members.set(set, (changed = new Set()));
+    changed.add(address);
+  }
+
+  get empty(): boolean {
+    return this.chains.filter.size === 0 && this.chains.raw.size === 0 && this.ipsets.size === 0 && this.members.size === 0;
+  }
+}
+
+/** One family's desired state. */
+class FamilyState implements DesiredFamily {
+  readonly tables: Record<TableName, Map<string, ChainSpec>> = { filter: new Map(), raw: new Map() };
+  /** Tag → number of active profile chains of this family referencing it. */
+  readonly tagRefs = new Map<string, number>();
+  readonly setsByTag = new Map<string, TagSet>();
+  readonly setsByName = new Map<string, TagSet>();
+  log = new ChangeLog();
+
+  constructor(
+    readonly family: IpVersion,
+    readonly globals: GlobalChains,
+  ) {
+    for (const table of ['filter', 'raw'] as const) for (const chain of globals.chains[table]) this.putChain(table, chain);
+  }
+
+  chain(table: TableName, name: string): ChainSpec | undefined {
+    return this.tables[table].get(name);
+  }
+  chainNames(table: TableName): Iterable<string> {
+    return this.tables[table].keys();
+  }
+  hooks(table: TableName): readonly HookSpec[] {
+    return this.globals.hooks[table];
+  }
+  ipset(name: string): DesiredIpset | undefined {
+    const set = this.setsByName.get(name);
+    return set === undefined ? undefined : desiredIpset(set, this.family);
+  }
+  ipsetNames(): Iterable<string> {
+    return this.setsByName.keys();
+  }
+
+  putChain(table: TableName, chain: ChainSpec): void {
+    const before = this.tables[table].get(chain.name);
+    if (before !== undefined && sameHashes(before.hashes, chain.hashes)) return;
+    this.tables[table].set(chain.name, chain);
+    this.log.chains[table].add(chain.name);
+  }
+
+  removeChain(table: TableName, name: string): void {
+    if (this.tables[table].delete(name)) this.log.chains[table].add(name);
+  }
+}
+
+function desiredIpset(set: TagSet, family: IpVersion): DesiredIpset {
+  return {
+    name: set.name,
+    family: family === 4 ? 'inet' : 'inet6',
+    type: 'hash:net',
+    maxelem: set.maxelem,
+    size: set.members.size,
+    has: (member) => set.members.has(member),
+    members: () => set.members.keys(),
+  };
+}
+
+function sameHashes(a: readonly string[], b: readonly string[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function unique(values: readonly string[]): readonly string[] {
+  return values.length < 2 ? values : [...new Set(values)];
+}
+
+function compareDiagnostics(a: Diagnostic, b: Diagnostic): number {
+  for (const field of ['kind', 'subject', 'message'] as const) {
+    if (a[field] !== b[field]) return a[field] < b[field] ? -1 : 1;
+  }
+  return 0;
+}
+
+function increment(counts: Map<string, number>, key: string, delta: number): number {
+  const count = (counts.get(key) ?? 0) + delta;
+  if (count === 0) counts.delete(key);
+  else counts.set(key, count);
+  return count;
+}
+
+export class CalcGraph {
+  private readonly config: CompilerConfig;
+  private readonly families: Record<IpVersion, FamilyState>;
+  /** Canonical copies of profile ids, so compact endpoint records share their strings. */
+  private readonly interned = new Map<string, string>();
+
+  // Profiles and their indexes.
+  private readonly rules = new Map<string, Rules>();
+  private readonly tags = new Map<string, readonly string[]>();
+  /** Tag → profiles carrying it. */
+  private readonly carriers = new Map<string, Set<string>>();
+  /** Profile → endpoints (any host) listing it. */
+  private readonly members = new Map<string, Set<EndpointRecord>>();
+
+  // Endpoints.
+  private readonly endpoints = new Map<string, EndpointRecord>();
+  /** This host's endpoints whose interface has the workload prefix, by key. */
+  private readonly local = new Map<string, EndpointInput>();
+  /** This host's endpoints whose interface lacks the prefix, with their diagnostic. */
+  private readonly prefixless = new Map<string, Diagnostic>();
+  /** Interface → keys of this host's endpoints claiming it. */
+  private readonly claims = new Map<string, Set<string>>();
+  /** Profile → keys of this host's (prefixed) endpoints listing it. */
+  private readonly localByProfile = new Map<string, Set<string>>();
+  private readonly winners = new Map<string, LocalWinner>();
+
+  // Derived, reference-counted.
+  private readonly usedCount = new Map<string, number>();
+  private readonly missingCount = new Map<string, number>();
+  private readonly active = new Map<string, Record<IpVersion, ProfilePair>>();
+  private dispatch: ChainSpec[] = [];
+
+  // Work recorded by the inputs, done by takeChanges().
+  private readonly dirtyInterfaces = new Set<string>();
+  private readonly dirtyProfiles = new Set<string>();
+  private localChanged = true;
+  private localView: ReadonlyMap<string, EndpointInput> | undefined;
+
+  constructor(
+    readonly hostname: string,
+    config: CompilerConfig,
+  ) {
+    this.config = config;
+    this.families = {
+      4: new FamilyState(4, renderGlobalChains(config, 4)),
+      6: new FamilyState(6, renderGlobalChains(config, 6)),
+    };
+    this.renderDispatch();
+  }
+
+  // ------------------------------------------------------------------------------- inputs
+
+  /** A profile's rules; undefined when missing or invalid (endpoints using it fail closed). */
+  setProfileRules(id: string, rules: Rules | undefined): void {
+    const before = this.rules.get(id);
+    if (before === rules) return;
+    if (rules === undefined) this.rules.delete(id);
+    else this.rules.set(this.intern(id), rules);
+    this.dirtyProfiles.add(id);
+    // Presence decides the endpoint chains and used prefixes of the endpoints listing it.
+    if ((before === undefined) !== (rules === undefined)) {
+      for (const key of this.localByProfile.get(id) ?? []) this.dirtyInterfaces.add(this.local.get(key)!.endpoint.name);
+    }
+  }
+
+  /** A profile's tags; undefined when missing or invalid. */
+  setProfileTags(id: string, tags: Tags | undefined): void {
+    const before = this.tags.get(id) ?? NO_TAGS;
+    const after = tags === undefined ? NO_TAGS : unique(tags);
+    if (tags === undefined) this.tags.delete(id);
+    else this.tags.set(id, after);
+    const profile = this.intern(id);
+    for (const tag of before) {
+      if (after.includes(tag)) continue;
+      const carriers = this.carriers.get(tag)!;
+      carriers.delete(profile);
+      if (carriers.size === 0) this.carriers.delete(tag);
+      for (const record of this.members.get(profile) ?? []) this.contribute(record, tag, -1);
+    }
+    for (const tag of after) {
+      if (before.includes(tag)) continue;
+      let carriers = this.carriers.get(tag);
+      if (carriers === undefined) this.carriers.set(tag, (carriers = new Set()));
+      carriers.add(profile);
+      for (const record of this.members.get(profile) ?? []) this.contribute(record, tag, 1);
+    }
+  }
+
+  /** An endpoint of any host, by etcd key; undefined when deleted or invalid. */
+  setEndpoint(key: string, input: EndpointInput | undefined): void {
+    const before = this.endpoints.get(key);
+    if (before !== undefined) {
+      this.forEachTag(before, (tag) => this.contribute(before, tag, -1));
+      for (const profile of before.profiles) {
+        const members = this.members.get(profile)!;
+        members.delete(before);
+        if (members.size === 0) this.members.delete(profile);
+      }
+      this.endpoints.delete(key);
+    }
+    this.setLocal(key, input !== undefined && input.ref.host === this.hostname ? input : undefined);
+    if (input === undefined) return;
+    const record = this.recordOf(input.endpoint);
+    this.endpoints.set(key, record);
+    for (const profile of record.profiles) {
+      let members = this.members.get(profile);
+      if (members === undefined) this.members.set(profile, (members = new Set()));
+      members.add(record);
+    }
+    this.forEachTag(record, (tag) => this.contribute(record, tag, 1));
+  }
+
+  // ------------------------------------------------------------------------------ outputs
+
+  /** Does the derived work the inputs recorded, and returns (then forgets) what changed. */
+  takeChanges(): GraphChanges {
+    const touched = new Set<string>(this.dirtyProfiles);
+    const dispatchDirty = this.updateWinners(touched);
+    this.updateProfiles(touched);
+    if (dispatchDirty) this.renderDispatch();
+    for (const family of FAMILIES) this.updateMaxelems(this.families[family]);
+
+    const families = {} as Record<IpVersion, FamilyChanges>;
+    let any = this.localChanged;
+    for (const family of FAMILIES) {
+      const state = this.families[family];
+      families[family] = state.log;
+      any ||= !state.log.empty;
+      state.log = new ChangeLog();
+    }
+    const changes = { families, localEndpointsChanged: this.localChanged, any };
+    this.localChanged = false;
+    return changes;
+  }
+
+  /** One family's desired state, live. */
+  desired(family: IpVersion): DesiredFamily {
+    return this.families[family];
+  }
+
+  /** This host's endpoints by interface (the winners), sorted; a new Map only when they changed. */
+  localEndpoints(): ReadonlyMap<string, EndpointInput> {
+    this.localView ??= new Map([...this.winners.keys()].sort().map((iface) => [iface, this.winners.get(iface)!.input] as const));
+    return this.localView;
+  }
+
+  get profileCount(): number {
+    return new Set([...this.rules.keys(), ...this.tags.keys()]).size;
+  }
+  get endpointCount(): number {
+    return this.endpoints.size;
+  }
+
+  /** What was ignored or fails closed, sorted. */
+  diagnostics(): Diagnostic[] {
+    const diagnostics: Diagnostic[] = [...this.prefixless.values()];
+    for (const [iface, keys] of this.claims) {
+      if (keys.size < 2) continue;
+      const winner = this.winners.get(iface)!.key;
+      for (const key of keys) {
+        if (key === winner) continue;
+        diagnostics.push({ kind: 'invalid-endpoint', subject: key, message: `interface ${iface} is already used by ${winner}; endpoint ignored` });
+      }
+    }
+    for (const [id, count] of this.missingCount) {
+      diagnostics.push({
+        kind: 'missing-profile',
+        subject: id,
+        message: `profile ${id} is missing or has invalid rules; ${count} local endpoint(s) drop traffic in that direction`,
+      });
+    }
+    for (const family of FAMILIES) {
+      for (const set of this.families[family].setsByTag.values()) {
+        const size = set.members.size;
+        if (size <= this.config.maxIpsetSize) continue;
+        diagnostics.push({
+          kind: 'ipset-too-large',
+          subject: set.name,
+          message: `tag ${set.tag} has ${size} IPv${family} members, more than maxIpsetSize ${this.config.maxIpsetSize}; maxelem raised to ${set.maxelem}`,
+        });
+      }
+    }
+    return diagnostics.sort(compareDiagnostics);
+  }
+
+  /**
+   * The whole desired dataplane in the compiler's canonical order (dry runs, tests): globals,
+   * dispatch, profile chains by id, endpoint chains by interface; sets by tag, members sorted.
+   * Pending work is done first (its changes stay pending for `takeChanges`).
+   */
+  toSpec(): DataplaneSpec {
+    const pending = this.takeChanges();
+    for (const family of FAMILIES) mergeInto(this.families[family].log, pending.families[family]);
+    this.localChanged ||= pending.localEndpointsChanged;
+    const familySpec = (family: IpVersion): FamilySpec => {
+      const state = this.families[family];
+      const filter: ChainSpec[] = [...state.globals.chains.filter, ...this.dispatch];
+      for (const id of [...this.active.keys()].sort()) for (const { chain } of this.active.get(id)![family]) filter.push(chain);
+      for (const iface of [...this.winners.keys()].sort()) {
+        filter.push(state.tables.filter.get(endpointChainName(iface, 'inbound'))!, state.tables.filter.get(endpointChainName(iface, 'outbound'))!);
+      }
+      const ipsets = new Map<string, IpsetSpec>();
+      for (const tag of [...state.setsByTag.keys()].sort()) {
+        const set = state.setsByTag.get(tag)!;
+        ipsets.set(set.name, {
+          name: set.name,
+          family: family === 4 ? 'inet' : 'inet6',
+          type: 'hash:net',
+          maxelem: set.maxelem,
+          members: [...set.members.keys()].sort(),
+        });
+      }
+      return {
+        family,
+        tables: {
+          filter: { chains: new Map(filter.map((chain) => [chain.name, chain])), hooks: state.globals.hooks.filter },
+          raw: { chains: new Map(state.globals.chains.raw.map((chain) => [chain.name, chain])), hooks: state.globals.hooks.raw },
+        },
+        ipsets,
+      };
+    };
+    return { v4: familySpec(4), v6: familySpec(6), diagnostics: this.diagnostics(), localEndpoints: this.localEndpoints() };
+  }
+
+  // ---------------------------------------------------------------------------- internals
+
+  private intern(id: string): string {
+    const known = this.interned.get(id);
+    if (known !== undefined) return known;
+    this.interned.set(id, id);
+    return id;
+  }
+
+  private recordOf(endpoint: Endpoint): EndpointRecord {
+    const usable = (nets: readonly string[]) => unique(nets.filter((net) => !net.endsWith('/0')).map(memberForm));
+    return {
+      profiles: unique(endpoint.profile_ids).map((id) => this.intern(id)),
+      addresses: { 4: usable(endpoint.ipv4_nets), 6: usable(endpoint.ipv6_nets) },
+    };
+  }
+
+  /** Calls `visit` once per (profile of the record, tag of that profile): the record's contributions. */
+  private forEachTag(record: EndpointRecord, visit: (tag: string) => void): void {
+    for (const profile of record.profiles) for (const tag of this.tags.get(profile) ?? NO_TAGS) visit(tag);
+  }
+
+  /** Adds or removes one (endpoint, carrier) pair's addresses to the tag's sets that exist. */
+  private contribute(record: EndpointRecord, tag: string, delta: 1 | -1): void {
+    for (const family of FAMILIES) {
+      const state = this.families[family];
+      const set = state.setsByTag.get(tag);
+      if (set === undefined) continue;
+      for (const address of record.addresses[family]) {
+        const count = increment(set.members, address, delta);
+        if (count === 0 || count === delta) state.log.member(set.name, address);
+      }
+    }
+  }
+
+  /** Updates the local indexes for one key (undefined: not a local endpoint any more). */
+  private setLocal(key: string, input: EndpointInput | undefined): void {
+    const before = this.local.get(key);
+    if (before !== undefined) {
+      this.local.delete(key);
+      const claimants = this.claims.get(before.endpoint.name)!;
+      claimants.delete(key);
+      if (claimants.size === 0) this.claims.delete(before.endpoint.name);
+      for (const profile of before.endpoint.profile_ids) {
+        const keys = this.localByProfile.get(profile)!;
+        keys.delete(key);
+        if (keys.size === 0) this.localByProfile.delete(profile);
+      }
+      this.dirtyInterfaces.add(before.endpoint.name);
+    }
+    if (this.prefixless.delete(key)) this.localChanged = true;
+    if (input === undefined) return;
+    const iface = input.endpoint.name;
+    if (!iface.startsWith(this.config.interfacePrefix)) {
+      this.prefixless.set(key, {
+        kind: 'invalid-endpoint',
+        subject: key,
+        message: `interface ${iface} does not start with the workload prefix ${this.config.interfacePrefix}; endpoint ignored`,
+      });
+      return;
+    }
+    this.local.set(key, input);
+    let claimants = this.claims.get(iface);
+    if (claimants === undefined) this.claims.set(iface, (claimants = new Set()));
+    claimants.add(key);
+    for (const profile of input.endpoint.profile_ids) {
+      let keys = this.localByProfile.get(profile);
+      if (keys === undefined) this.localByProfile.set(profile, (keys = new Set()));
+      keys.add(key);
+    }
+    this.dirtyInterfaces.add(iface);
+  }
+
+  /**
+   * Re-decides each dirty interface: its winner (smallest key), the profiles it uses, its
+   * endpoint chains. Adds profiles whose use count moved to `touched`; returns whether the
+   * set of interfaces changed (dispatch must be re-rendered).
+   */
+  private updateWinners(touched: Set<string>): boolean {
+    let dispatchDirty = false;
+    for (const iface of this.dirtyInterfaces) {
+      const before = this.winners.get(iface);
+      if (before !== undefined) {
+        for (const id of before.used) if (increment(this.usedCount, id, -1) === 0) touched.add(id);
+        if (before.missing !== undefined) increment(this.missingCount, before.missing, -1);
+      }
+      const claimants = this.claims.get(iface);
+      if (claimants === undefined) {
+        if (before !== undefined) {
+          this.winners.delete(iface);
+          for (const family of FAMILIES) {
+            this.families[family].removeChain('filter', endpointChainName(iface, 'inbound'));
+            this.families[family].removeChain('filter', endpointChainName(iface, 'outbound'));
+          }
+          dispatchDirty = true;
+          this.localChanged = true;
+        }
+        continue;
+      }
+      let key = '';
+      for (const claimant of claimants) if (key === '' || claimant < key) key = claimant;
+      const input = this.local.get(key)!;
+      const used: string[] = [];
+      let missing: string | undefined;
+      if (input.endpoint.state === 'active') {
+        for (const id of input.endpoint.profile_ids) {
+          if (!this.rules.has(id)) {
+            missing = id;
+            break;
+          }
+          used.push(id);
+        }
+      }
+      for (const id of used) if (increment(this.usedCount, id, 1) === 1) touched.add(id);
+      if (missing !== undefined) increment(this.missingCount, missing, 1);
+      if (before === undefined) dispatchDirty = true;
+      if (before?.input !== input) this.localChanged = true;
+      this.winners.set(iface, { key, input, used, missing });
+      const hasProfile = (id: string): boolean => this.rules.has(id);
+      for (const family of FAMILIES) {
+        const chains: EndpointChains = renderEndpointChains(input, family, this.config.acceptMarkBit, hasProfile);
+        this.families[family].putChain('filter', chains.inbound);
+        this.families[family].putChain('filter', chains.outbound);
+      }
+    }
+    this.dirtyInterfaces.clear();
+    if (this.localChanged) this.localView = undefined;
+    return dispatchDirty;
+  }
+
+  /** Activates, re-renders or retires each touched profile's chains, and the sets their tags need. */
+  private updateProfiles(touched: ReadonlySet<string>): void {
+    const refChanges: Record<IpVersion, Set<string>> = { 4: new Set(), 6: new Set() };
+    for (const id of touched) {
+      const before = this.active.get(id);
+      const wanted = (this.usedCount.get(id) ?? 0) > 0;
+      if (before !== undefined && (!wanted || this.dirtyProfiles.has(id))) {
+        for (const family of FAMILIES) {
+          for (const { tags } of before[family]) for (const tag of tags) if (increment(this.families[family].tagRefs, tag, -1) === 0) refChanges[family].add(tag);
+        }
+        this.active.delete(id);
+      }
+      if (wanted && (before === undefined || this.dirtyProfiles.has(id))) {
+        const rules = this.rules.get(id)!;
+        const pairs = {} as Record<IpVersion, ProfilePair>;
+        for (const family of FAMILIES) {
+          const mark = this.config.acceptMarkBit;
+          const pair: ProfilePair = [
+            renderProfileChain(id, rules.inbound_rules, 'inbound', family, mark),
+            renderProfileChain(id, rules.outbound_rules, 'outbound', family, mark),
+          ];
+          pairs[family] = pair;
+          for (const { chain, tags } of pair) {
+            this.families[family].putChain('filter', chain);
+            for (const tag of tags) if (increment(this.families[family].tagRefs, tag, 1) === 1) refChanges[family].add(tag);
+          }
+        }
+        this.active.set(id, pairs);
+      } else if (!wanted && before !== undefined) {
+        for (const family of FAMILIES) for (const { chain } of before[family]) this.families[family].removeChain('filter', chain.name);
+      }
+    }
+    this.dirtyProfiles.clear();
+    for (const family of FAMILIES) {
+      const state = this.families[family];
+      for (const tag of refChanges[family]) {
+        const wanted = state.tagRefs.has(tag);
+        const existing = state.setsByTag.get(tag);
+        if (wanted && existing === undefined) this.createSet(state, tag);
+        else if (!wanted && existing !== undefined) {
+          state.setsByTag.delete(tag);
+          state.setsByName.delete(existing.name);
+          state.log.ipsets.add(existing.name);
+        }
+      }
+    }
+  }
+
+  /** A new set for `tag`, filled from the endpoints of every profile carrying it. */
+  private createSet(state: FamilyState, tag: string): void {
+    const set: TagSet = { tag, name: tagIpsetName(tag, state.family), members: new Map(), maxelem: 0 };
+    for (const profile of this.carriers.get(tag) ?? []) {
+      for (const record of this.members.get(profile) ?? []) {
+        for (const address of record.addresses[state.family]) increment(set.members, address, 1);
+      }
+    }
+    set.maxelem = ipsetMaxelem(set.members.size, this.config.maxIpsetSize);
+    state.setsByTag.set(tag, set);
+    state.setsByName.set(set.name, set);
+    state.log.ipsets.add(set.name);
+  }
+
+  /** A set whose member count crossed maxIpsetSize gets new metadata: it is then compared whole. */
+  private updateMaxelems(state: FamilyState): void {
+    for (const name of state.log.members.keys()) {
+      const set = state.setsByName.get(name);
+      if (set === undefined) continue;
+      const maxelem = ipsetMaxelem(set.members.size, this.config.maxIpsetSize);
+      if (maxelem === set.maxelem) continue;
+      set.maxelem = maxelem;
+      state.log.ipsets.add(name);
+    }
+  }
+
+  private renderDispatch(): void {
+    const before = this.dispatch;
+    this.dispatch = renderDispatchChains([...this.winners.keys()].sort(), this.config.interfacePrefix);
+    const names = new Set(this.dispatch.map((chain) => chain.name));
+    for (const family of FAMILIES) {
+      for (const chain of before) if (!names.has(chain.name)) this.families[family].removeChain('filter', chain.name);
+      for (const chain of this.dispatch) this.families[family].putChain('filter', chain);
+    }
+  }
+}
+
+function mergeInto(into: ChangeLog, from: FamilyChanges): void {
+  for (const table of ['filter', 'raw'] as const) for (const name of from.chains[table]) into.chains[table].add(name);
+  for (const name of from.ipsets) into.ipsets.add(name);
+  for (const [set, members] of from.members) for (const member of members) into.member(set, member);
+}

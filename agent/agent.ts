@@ -1,6 +1,7 @@
 /**
- * Wiring of one calico-agent: etcd client → Syncer → Reconciler (→ kernel via the dataplane
- * writers) → StatusReporter, plus the health/metrics listener. `startAgent` runs the daemon,
+ * Wiring of one calico-agent: etcd client → Syncer → per-key updates → CalcGraph; Syncer →
+ * Reconciler (the graph's changes → kernel via the dataplane writers) → StatusReporter, plus the
+ * health/metrics listener. `startAgent` runs the daemon,
  * `runOnce` the `--once` and `--once --dry-run` modes. main.ts only parses config, calls these
  * and maps outcomes to exit codes; tests and the e2e harness may call them directly.
  *
@@ -9,7 +10,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Etcd3 } from 'etcd3';
-import { defaultCompilerConfig, type CompilerConfig, type FamilyPlan, type IpFamily } from '../compiler/index.js';
+import { CalcGraph, defaultCompilerConfig, type CompilerConfig, type FamilyPlan, type IpFamily } from '../compiler/index.js';
 import { createEtcdClient } from '../src/datastore/client.js';
 import { createHelperRunner } from './dataplane/exec-helper.js';
 import { createFamilyDataplane } from './dataplane/family-dataplane.js';
@@ -23,6 +24,7 @@ import { createAgentMetrics, type AgentMetrics } from './metrics.js';
 import { Reconciler, type ApplyReport } from './reconciler.js';
 import { StatusReporter } from './status.js';
 import { Syncer } from './syncer.js';
+import { applyUpdates } from './updates.js';
 
 export interface AgentDeps {
   log: Logger;
@@ -39,6 +41,7 @@ export interface AgentDeps {
 export interface Agent {
   config: AgentConfig;
   syncer: Syncer;
+  graph: CalcGraph;
   reconciler: Reconciler;
   status: StatusReporter;
   metrics: AgentMetrics;
@@ -85,6 +88,7 @@ export function compilerConfigOf(config: AgentConfig): CompilerConfig {
 
 interface Parts {
   client: Etcd3;
+  graph: CalcGraph;
   /** Ends the runner the agent started (nothing for an injected one). */
   closeRunner: () => Promise<void>;
   ownsClient: boolean;
@@ -112,18 +116,19 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, onApplied: (repo
   const families: IpFamily[] = config.ipv6 ? [4, 6] : [4];
   const dataplanes = families.map((family) => createFamilyDataplane({ runner, family, backend }));
 
+  const graph = new CalcGraph(config.hostname, compilerConfigOf(config));
   let reconciler: Reconciler | undefined;
   const syncer = new Syncer({
     client,
     log: log.child({ component: 'syncer' }),
     metrics,
     gracePeriodMs: config.etcdGracePeriodMs,
+    onUpdates: (updates) => applyUpdates(graph, updates),
     onChange: (change) => reconciler?.markDirty(change),
   });
   reconciler = new Reconciler({
-    hostname: config.hostname,
-    compilerConfig: compilerConfigOf(config),
     source: syncer,
+    graph,
     dataplanes,
     plumbing: createPlumbing({ runner, interfacePrefix: config.interfacePrefix }),
     log,
@@ -140,7 +145,7 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, onApplied: (repo
     ttlMs: config.reportingTtlMs,
     endpointStatus: config.endpointStatusReporting,
   });
-  return { client, closeRunner, ownsClient: deps.client === undefined, metrics, syncer, reconciler, status };
+  return { client, graph, closeRunner, ownsClient: deps.client === undefined, metrics, syncer, reconciler, status };
 }
 
 /** Starts the daemon: list-then-watch, reconcile loop, status reports, health listener. */
@@ -151,7 +156,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     void status?.update(report.endpointStatuses);
   });
   status = parts.status;
-  const { syncer, reconciler, metrics } = parts;
+  const { syncer, reconciler, metrics, graph } = parts;
 
   const live = (): boolean => reconciler.isLive();
   const ready = (): boolean => reconciler.applied && syncer.healthy() && reconciler.fatal === null;
@@ -164,8 +169,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     datastoreReady: syncer.datastoreReady,
     datastoreRevision: syncer.revision,
     appliedRevision: reconciler.appliedRevision,
-    profiles: syncer.profiles.size,
-    endpoints: syncer.endpoints.size,
+    profiles: graph.profileCount,
+    endpoints: graph.endpointCount,
     localEndpoints: reconciler.endpointStatuses.size,
     invalidKeys: syncer.invalidKeys.size,
     lastError: reconciler.fatal?.message ?? reconciler.lastError,
@@ -198,7 +203,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       if (parts.ownsClient) parts.client.close();
     })());
 
-  return { config, syncer, reconciler, status, metrics, http, live, ready, statusReport, fatal, stop };
+  return { config, syncer, graph, reconciler, status, metrics, http, live, ready, statusReport, fatal, stop };
 }
 
 export interface OnceResult {

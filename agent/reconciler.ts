@@ -2,18 +2,21 @@
  * The reconciler: the only part of the agent that decides what to write to the kernel.
  *
  * Goals (after Felix's iptables `Table` essay):
- * 1. Level-triggered. etcd events only mark the reconciler dirty; each pass compiles the whole
- *    Snapshot (`compile`) and plans each IP family against what the kernel holds
- *    (`planFamily`). Nothing is patched from events, so the same inputs give the same kernel.
- * 2. Write only what changed. Plans carry only changed chains, hook repairs and ipset deltas, so a
- *    second pass over unchanged inputs writes nothing and packet counters survive.
+ * 1. Per-key, not per-snapshot. The syncer feeds etcd's per-key updates into the calculation
+ *    graph (compiler/calc-graph.ts) as they arrive and marks the reconciler dirty; a pass takes
+ *    the graph's changes (dirty chains, sets, members) and hands them to the writers of each
+ *    family (dataplane/table-writer.ts, dataplane/ipset-writer.ts), which compare only those
+ *    against their cached view of the kernel. A pass costs what changed, not the cluster.
+ * 2. Write only what changed. Writers emit only chains whose hashes differ, hook repairs and
+ *    ipset member deltas, so a pass over unchanged inputs writes nothing and counters survive.
  * 3. Graceful restart. Nothing is written before the syncer's first full list (`inSync`) and
  *    while `/calico/v1/Ready` is not `true`. The first pass reads the kernel and adopts it: an
  *    unchanged datastore means 0 bytes written; stale chains and sets we own are removed. We
  *    never flush a table and never touch a chain or set we do not own (names.ts prefixes).
- * 4. Repair clobbering without delaying datastore changes. A pass plans against the cached
- *    kernel state (what our last successful pass left); it reads the kernel itself only when the
- *    cache is missing (first pass, after a failure) or a retry/whole rewrite forces it. Checking
+ * 4. Repair clobbering without delaying datastore changes. Writers plan against their cached
+ *    kernel state (what our last successful pass left); a pass reads the kernel itself only when a
+ *    cache is missing (first pass, after a failure) or a retry/whole rewrite forces it, and the
+ *    writers then compare everything (`adopt`). Checking
  *    the kernel is the job of VERIFICATION READS that run in the background while the loop keeps
  *    serving passes: periodically (`refreshIntervalMs`) and after every write on a doubling
  *    schedule up to `postWriteCheckMaxMs`, whose first check comes after a floor of
@@ -33,16 +36,16 @@
  *   such reads in a row (a write stream that never pauses), or after a failed background read,
  *   the next verification runs inside a pass (reason `read-back`, the kernel read first, under
  *   the failure policy below), so the kernel is always checked eventually.
- * - Drift: when the trusted view differs from what the cache says (the plan against it is not
- *   empty), the view replaces that family's cache and one `read-back` pass writes the difference,
+ * - Drift: when the trusted view differs from a writer's cache (`verify`), the view replaces that
+ *   part of the cache, its differences are marked dirty, and one `read-back` pass writes them,
  *   counted in drift_repairs_total. A read showing no drift writes nothing; with endpoint
  *   plumbing configured it triggers a `read-back` pass that re-checks routes and sysctls only.
  * - `stop()` lets an in-flight read finish (its result is ignored), so no process outlives us.
  *
- * Ordering within a pass (both families), so no rule ever references a missing set and no set
- * is destroyed while referenced:
+ * Ordering within a pass, per family (the two families are written side by side), so no rule
+ * ever references a missing set and no set is destroyed while referenced:
  *   ipset creates/updates → ip[6]tables-restore --noflush per table (changed chains + hook
- *   repairs) → chain-deletion transaction per table → ipset destroys → per-endpoint plumbing.
+ *   repairs) → chain-deletion transaction per table → ipset destroys; then per-endpoint plumbing.
  *
  * Failure policy: a failed write invalidates the cached kernel state and is retried with
  * backoff (10 ms, doubling, capped), re-reading the kernel first. After `maxAttempts` failures
@@ -55,36 +58,23 @@
  * logs `etcdToKernelMs` measured from the receipt of the oldest event it covers.
  */
 import { performance } from 'node:perf_hooks';
-import { Compiler, isEmptyPlan, kernelStateOf, planFamily } from '../compiler/index.js';
-import type {
-  CompilerConfig,
-  DataplaneSpec,
-  EndpointInput,
-  FamilyPlan,
-  FamilySpec,
-  IpFamily,
-  KernelFamilyState,
-  ProfileInput,
-  Snapshot,
-  SnapshotGenerations,
-  TableName,
-} from '../compiler/types.js';
+import { planFamily, type CalcGraph, type FamilyPlan, type IpFamily, type KernelFamilyState, type TableName } from '../compiler/index.js';
+import type { EndpointInput } from '../compiler/types.js';
 import { endpointKey, type EndpointRef } from '../src/model/index.js';
 import { CommandError } from './dataplane/command-runner.js';
+import { IpsetWriter } from './dataplane/ipset-writer.js';
 import { desiredPlumbing, type Plumbing } from './dataplane/plumbing.js';
+import { TableWriter } from './dataplane/table-writer.js';
 import type { FamilyDataplane } from './dataplane/types.js';
 import type { Logger } from './logger.js';
 import type { AgentMetrics } from './metrics.js';
 
-/** The inputs the reconciler reads at the start of each pass (the Syncer implements it). */
-export interface SnapshotSource {
+/** The datastore's state the reconciler reads at the start of each pass (the Syncer implements it). */
+export interface DatastoreState {
   readonly inSync: boolean;
   readonly datastoreReady: boolean;
+  /** The etcd revision the graph's inputs reflect. */
   readonly revision: number;
-  readonly profiles: ReadonlyMap<string, ProfileInput>;
-  readonly endpoints: ReadonlyMap<string, EndpointInput>;
-  /** Change counters of the two Maps, when the source keeps that contract (Snapshot.generations). */
-  readonly generations?: SnapshotGenerations;
 }
 
 export type EndpointStatusValue = 'up' | 'down' | 'error';
@@ -118,9 +108,9 @@ export class ReconcilerFatalError extends Error {
 }
 
 export interface ReconcilerOptions {
-  hostname: string;
-  compilerConfig: CompilerConfig;
-  source: SnapshotSource;
+  source: DatastoreState;
+  /** Fed by the syncer; the reconciler takes its changes at the start of each pass. */
+  graph: CalcGraph;
   /** One per programmed IP family. */
   dataplanes: readonly FamilyDataplane[];
   /** Per-endpoint routes and sysctls; omitted in tests that cover only iptables/ipsets. */
@@ -172,17 +162,11 @@ interface BackgroundRead {
   outcome: { states: ReadonlyMap<IpFamily, KernelFamilyState>; endedAt: number } | { error: unknown } | undefined;
 }
 
-function specOf(spec: DataplaneSpec, family: IpFamily): FamilySpec {
-  return family === 4 ? spec.v4 : spec.v6;
-}
-
-/** The kernel state with every one of our chains' hashes forgotten: planning against it rewrites them all. */
-function forgetChainHashes(state: KernelFamilyState): KernelFamilyState {
-  const forget = (table: TableName) => ({
-    chains: new Map([...state.tables[table].chains.keys()].map((name) => [name, [null]] as const)),
-    builtins: state.tables[table].builtins,
-  });
-  return { tables: { filter: forget('filter'), raw: forget('raw') }, ipsets: state.ipsets };
+/** One family's writers. */
+interface FamilyWriters {
+  dataplane: FamilyDataplane;
+  tables: Record<TableName, TableWriter>;
+  ipsets: IpsetWriter;
 }
 
 /** A decaying peak: the new sample if higher, else PEAK_KEEP of the old peak (never below the sample). */
@@ -190,9 +174,10 @@ function decayingPeak(peak: number, sample: number): number {
   return Math.max(sample, peak * PEAK_KEEP);
 }
 
-function countRules(spec: FamilySpec): number {
+function countRules(writers: FamilyWriters, graph: CalcGraph): number {
+  const desired = graph.desired(writers.dataplane.family);
   let rules = 0;
-  for (const table of TABLES) for (const chain of spec.tables[table].chains.values()) rules += chain.rules.length;
+  for (const table of TABLES) for (const name of desired.chainNames(table)) rules += desired.chain(table, name)!.rules.length;
   return rules;
 }
 
@@ -201,13 +186,9 @@ export class Reconciler {
     Omit<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied'>
   > & Pick<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied'>;
   private readonly log: Logger;
-  /** Our own memo tables: a snapshot's objects are replaced, never mutated, so they stay valid. */
-  private readonly compiler = new Compiler();
-
-  /** What we believe each family's kernel holds; absent = must read before planning. */
-  private readonly cache = new Map<IpFamily, KernelFamilyState>();
-  /** The spec each family's last successful pass applied (what a verification read must match). */
-  private readonly appliedSpecs = new Map<IpFamily, FamilySpec>();
+  private readonly graph: CalcGraph;
+  /** Per family: its kernel IO and the writers holding its cached kernel state. */
+  private readonly writers: readonly FamilyWriters[];
   /** Writes started per componentKey, so a verification read can tell which parts it overlapped. */
   private readonly writesStarted = new Map<string, number>();
   private background: BackgroundRead | undefined;
@@ -260,6 +241,15 @@ export class Reconciler {
     };
     this.log = options.log.child({ component: 'reconciler' });
     this.postWriteInterval = this.opts.postWriteCheckMinMs;
+    this.graph = options.graph;
+    this.writers = options.dataplanes.map((dataplane) => {
+      const desired = this.graph.desired(dataplane.family);
+      return {
+        dataplane,
+        tables: { filter: new TableWriter(dataplane.family, 'filter', desired), raw: new TableWriter(dataplane.family, 'raw', desired) },
+        ipsets: new IpsetWriter(dataplane.family, desired),
+      };
+    });
   }
 
   /** Delay of the first check after a write: max(postWriteCheckMinMs, 2 × (peak read + peak write)). */
@@ -334,7 +324,7 @@ export class Reconciler {
         return await this.applyPass(attempt === 1 ? reason : `${reason}-retry`, { forceRead: forceRead || attempt > 1, rewriteAll: false });
       } catch (error) {
         lastError = error;
-        this.cache.clear();
+        this.forgetKernel();
         this.recordFailure(error, attempt);
         if (error instanceof CommandError && error.terminal) {
           throw new ReconcilerFatalError(`dataplane write cannot succeed: ${error.message}`, error);
@@ -349,7 +339,7 @@ export class Reconciler {
     try {
       return await this.applyPass(`${reason}-full-rewrite`, { forceRead: true, rewriteAll: true });
     } catch (error) {
-      this.cache.clear();
+      this.forgetKernel();
       this.recordFailure(error, this.opts.maxAttempts + 1);
       const message = error instanceof Error ? error.message : String(error);
       throw new ReconcilerFatalError(
@@ -363,13 +353,25 @@ export class Reconciler {
 
   /** The plan against the current kernel, per family, without writing anything (`--dry-run`). */
   async plan(): Promise<{ family: IpFamily; plan: FamilyPlan }[]> {
-    const spec = this.compiler.compile(this.snapshot());
+    const spec = this.graph.toSpec();
     const plans: { family: IpFamily; plan: FamilyPlan }[] = [];
-    for (const dataplane of this.opts.dataplanes) {
+    for (const { dataplane } of this.writers) {
       const actual = await dataplane.read();
-      plans.push({ family: dataplane.family, plan: planFamily(specOf(spec, dataplane.family), actual) });
+      plans.push({ family: dataplane.family, plan: planFamily(dataplane.family === 4 ? spec.v4 : spec.v6, actual) });
     }
     return plans;
+  }
+
+  /** Every writer's cached kernel state becomes unknown: the next pass reads the kernel first. */
+  private forgetKernel(): void {
+    for (const writers of this.writers) {
+      for (const table of TABLES) writers.tables[table].forget();
+      writers.ipsets.forget();
+    }
+  }
+
+  private known(writers: FamilyWriters): boolean {
+    return writers.ipsets.known && TABLES.every((table) => writers.tables[table].known);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -384,17 +386,6 @@ export class Reconciler {
     }
     this.pausedLogged = false;
     return true;
-  }
-
-  private snapshot(): Snapshot {
-    const { source } = this.opts;
-    return {
-      hostname: this.opts.hostname,
-      profiles: source.profiles,
-      endpoints: source.endpoints,
-      config: this.opts.compilerConfig,
-      generations: source.generations,
-    };
   }
 
   private recordFailure(error: unknown, attempt: number): void {
@@ -434,34 +425,39 @@ export class Reconciler {
     this.readBackPassDue = false;
     const revision = this.opts.source.revision;
     try {
-      const spec = this.compiler.compile(this.snapshot());
-      for (const diagnostic of spec.diagnostics) this.log.debug({ diagnostic }, 'compiler diagnostic');
-
-      let reads = 0;
-      let readMs = 0;
-      const planned: { dataplane: FamilyDataplane; desired: FamilySpec; plan: FamilyPlan }[] = [];
-      for (const dataplane of this.opts.dataplanes) {
-        let actual = this.cache.get(dataplane.family);
-        if (!actual || mode.forceRead) {
-          const readStarted = performance.now();
-          actual = await this.read(dataplane);
-          readMs += performance.now() - readStarted;
-          reads += 1;
-        }
-        if (mode.rewriteAll) actual = forgetChainHashes(actual);
-        const desired = specOf(spec, dataplane.family);
-        planned.push({ dataplane, desired, plan: planFamily(desired, actual) });
+      const changes = this.graph.takeChanges();
+      for (const writers of this.writers) {
+        const family = changes.families[writers.dataplane.family];
+        for (const table of TABLES) writers.tables[table].markDirty(family.chains[table]);
+        writers.ipsets.markDirty(family);
       }
-      const readBack = reads > 0;
+      if (changes.localEndpointsChanged && this.log.isLevelEnabled('debug')) {
+        for (const diagnostic of this.graph.diagnostics()) this.log.debug({ diagnostic }, 'compiler diagnostic');
+      }
+
+      // Families whose writers do not know the kernel (or must check it) read it first, side by side.
+      const toRead = this.writers.filter((writers) => mode.forceRead || !this.known(writers));
+      const readStarted = performance.now();
+      await Promise.all(
+        toRead.map(async (writers) => {
+          const state = await this.read(writers.dataplane);
+          for (const table of TABLES) writers.tables[table].adopt(state.tables[table]);
+          writers.ipsets.adopt(state.ipsets);
+        }),
+      );
+      const readBack = toRead.length > 0;
       // A read of every family is a verification (the first pass, retries, in-pass checks).
-      if (reads === this.opts.dataplanes.length) {
-        this.peakReadMs = decayingPeak(this.peakReadMs, readMs);
+      if (toRead.length === this.writers.length) {
+        this.peakReadMs = decayingPeak(this.peakReadMs, performance.now() - readStarted);
         this.verified(started);
       }
+      if (mode.rewriteAll) for (const writers of this.writers) for (const table of TABLES) writers.tables[table].forgetHashes();
 
       const writes = { calls: 0, bytes: 0 };
+      const wroteFamilies = new Set<IpFamily>();
       const write = async (dataplane: FamilyDataplane, tool: 'ipset' | 'iptables-restore', table: TableName | undefined, input: string) => {
         if (input.trim() === '') return;
+        wroteFamilies.add(dataplane.family);
         const bytes = Buffer.byteLength(input);
         const labels = { tool, family: `v${dataplane.family}`, table: table ?? '' };
         this.log.debug({ ...labels, input }, 'writing restore input');
@@ -485,25 +481,29 @@ export class Reconciler {
       // The families are independent (each one's rules reference only its own sets), so they are
       // written side by side; within a family the steps keep their order. Every write of a step
       // has ended before a failure is thrown, so a retry never races a write still running.
-      const eachFamily = async (step: (entry: (typeof planned)[number]) => Promise<void>): Promise<void> => {
-        const outcomes = await Promise.allSettled(planned.map(step));
+      const eachFamily = async (step: (writers: FamilyWriters) => Promise<void>): Promise<void> => {
+        const outcomes = await Promise.allSettled(this.writers.map(step));
         const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
         if (failed) throw failed.reason;
       };
-      await eachFamily(async ({ dataplane, plan }) => {
-        await write(dataplane, 'ipset', undefined, plan.ipsetUpdates);
-        for (const table of TABLES) await write(dataplane, 'iptables-restore', table, plan.iptablesUpdates[table]);
+      await eachFamily(async ({ dataplane, tables, ipsets }) => {
+        await write(dataplane, 'ipset', undefined, ipsets.planUpdates());
+        ipsets.commitUpdates();
+        for (const table of TABLES) {
+          await write(dataplane, 'iptables-restore', table, tables[table].planUpdates());
+          tables[table].commitUpdates();
+        }
       });
-      await eachFamily(async ({ dataplane, plan }) => {
-        for (const table of TABLES) await write(dataplane, 'iptables-restore', table, plan.iptablesDeletions[table]);
-        await write(dataplane, 'ipset', undefined, plan.ipsetDeletions);
+      await eachFamily(async ({ dataplane, tables, ipsets }) => {
+        for (const table of TABLES) {
+          await write(dataplane, 'iptables-restore', table, tables[table].planDeletions());
+          tables[table].commitDeletions();
+        }
+        await write(dataplane, 'ipset', undefined, ipsets.planDeletions());
+        ipsets.commitDeletions();
       });
 
-      for (const { dataplane, desired } of planned) {
-        this.cache.set(dataplane.family, kernelStateOf(desired));
-        this.appliedSpecs.set(dataplane.family, desired);
-      }
-      const wrote = planned.some(({ plan }) => !isEmptyPlan(plan));
+      const wrote = wroteFamilies.size > 0;
       if (wrote) {
         this.peakWriteMs = decayingPeak(this.peakWriteMs, performance.now() - writesStarted);
         this.postWriteInterval = this.postWriteCheckFloorMs;
@@ -512,20 +512,17 @@ export class Reconciler {
       // Drift: found by a verification read (background: `drifted`; in this pass: a read-back
       // pass, not the first one, that had to write although no datastore change came in).
       const verifiedHere = readBack && !wasDirty && this.firstApplyAt !== null;
-      const repairedFamilies = planned.filter(
-        ({ dataplane, plan }) => !isEmptyPlan(plan) && (verifiedHere || this.drifted.has(dataplane.family)),
-      );
+      const repairedFamilies = [...wroteFamilies].filter((family) => verifiedHere || this.drifted.has(family));
       const driftRepaired = repairedFamilies.length > 0;
       this.drifted.clear();
       if (driftRepaired) {
-        for (const { dataplane } of repairedFamilies) this.opts.metrics?.driftRepairs.inc({ family: `v${dataplane.family}` });
+        for (const family of repairedFamilies) this.opts.metrics?.driftRepairs.inc({ family: `v${family}` });
         this.log.warn({ bytes: writes.bytes }, 'kernel state had drifted from ours (changed by another process); repaired');
       }
       const kernelDoneAt = performance.now();
-      // The kernel reflects `revision` from here; plumbing (routes, sysctls) follows.
-      this.appliedRevisionValue = revision;
 
-      const statuses = await this.syncPlumbing(spec, readBack || recheckPlumbing, reason === 'plumbing-retry');
+      const statuses = await this.syncPlumbing(this.graph.localEndpoints(), readBack || recheckPlumbing, reason === 'plumbing-retry');
+      this.appliedRevisionValue = revision;
 
       const durationMs = performance.now() - started;
       const etcdToKernelMs = covering === null ? undefined : kernelDoneAt - covering;
@@ -539,7 +536,7 @@ export class Reconciler {
         driftRepaired,
         endpointStatuses: statuses,
       };
-      this.recordSuccess(report, spec);
+      this.recordSuccess(report, changes.any || readBack);
       return report;
     } catch (error) {
       // Keep the oldest unapplied event for latency accounting, and stay dirty.
@@ -587,30 +584,25 @@ export class Reconciler {
     const untrusted: string[] = [];
     const drifted: string[] = [];
     for (const [family, observed] of outcome.states) {
-      const cached = this.cache.get(family);
-      const applied = this.appliedSpecs.get(family);
-      if (!cached || !applied) {
+      const writers = this.writers.find(({ dataplane }) => dataplane.family === family)!;
+      if (!this.known(writers)) {
         // A pass failed meanwhile: the next one reads the kernel itself.
         untrusted.push(`v${family}`);
         continue;
       }
-      const overlapped = (component: Component): boolean => {
+      const trusted = (component: Component): boolean => {
         const key = componentKey(family, component);
         const written = (this.writesStarted.get(key) ?? 0) !== (read.writesAtStart.get(key) ?? 0);
         if (written) untrusted.push(key);
-        return written;
+        return !written;
       };
-      const view: KernelFamilyState = {
-        tables: {
-          filter: overlapped('filter') ? cached.tables.filter : observed.tables.filter,
-          raw: overlapped('raw') ? cached.tables.raw : observed.tables.raw,
-        },
-        ipsets: overlapped('ipsets') ? cached.ipsets : observed.ipsets,
-      };
-      if (!isEmptyPlan(planFamily(applied, view))) {
-        this.cache.set(family, view);
+      const found: string[] = [];
+      for (const table of TABLES) if (trusted(table)) found.push(...writers.tables[table].verify(observed.tables[table]));
+      if (trusted('ipsets')) found.push(...writers.ipsets.verify(observed.ipsets));
+      if (found.length > 0) {
         this.drifted.add(family);
         drifted.push(`v${family}`);
+        this.log.debug({ family: `v${family}`, names: found.slice(0, 20) }, 'drift found');
       }
     }
     if (drifted.length > 0 || (untrusted.length === 0 && this.opts.plumbing)) this.readBackPassDue = true;
@@ -640,13 +632,17 @@ export class Reconciler {
 
   /**
    * Routes, proxy ARP/NDP and sysctls of local endpoints, when they changed, on read-back passes
-   * and (in `plumbing-retry` passes) while some interface is still missing. Failures here do not fail the pass: they show as
-   * `error` statuses and are retried.
+   * and (in `plumbing-retry` passes) while some interface is still missing. Failures here do not
+   * fail the pass: they show as `error` statuses and are retried. `local` is the graph's view,
+   * a new Map only when the local endpoints changed.
    */
-  private async syncPlumbing(spec: DataplaneSpec, readBack: boolean, retryPass: boolean): Promise<ReadonlyMap<string, EndpointStatus>> {
-    const local = spec.localEndpoints;
+  private async syncPlumbing(
+    local: ReadonlyMap<string, EndpointInput>,
+    readBack: boolean,
+    retryPass: boolean,
+  ): Promise<ReadonlyMap<string, EndpointStatus>> {
     const previous = this.lastLocalEndpoints;
-    if (local.size !== previous.size || [...local].some(([name, input]) => previous.get(name)?.endpoint !== input.endpoint)) {
+    if (local !== previous && (local.size !== previous.size || [...local].some(([name, input]) => previous.get(name)?.endpoint !== input.endpoint))) {
       this.plumbingDirty = true;
     }
     // Retries for missing interfaces run in their own passes, never delaying a datastore pass.
@@ -700,7 +696,8 @@ export class Reconciler {
     return statuses;
   }
 
-  private recordSuccess(report: ApplyReport, spec: DataplaneSpec): void {
+  /** Records a successful pass; `changed`: the desired state may have changed (rule counts are recounted). */
+  private recordSuccess(report: ApplyReport, changed: boolean): void {
     const { metrics } = this.opts;
     this.lastStatuses = report.endpointStatuses;
     this.lastErrorText = null;
@@ -713,9 +710,9 @@ export class Reconciler {
     metrics?.appliedRevision.set(report.revision);
     metrics?.applySeconds.observe({ reason: report.reason }, report.durationMs / 1000);
     if (report.etcdToKernelMs !== undefined) metrics?.datastoreToDataplaneSeconds.observe(report.etcdToKernelMs / 1000);
-    metrics?.endpointsProgrammed.set(spec.localEndpoints.size);
-    for (const dataplane of this.opts.dataplanes) {
-      metrics?.rulesProgrammed.set({ family: `v${dataplane.family}` }, countRules(specOf(spec, dataplane.family)));
+    metrics?.endpointsProgrammed.set(this.graph.localEndpoints().size);
+    if (changed && metrics) {
+      for (const writers of this.writers) metrics.rulesProgrammed.set({ family: `v${writers.dataplane.family}` }, countRules(writers, this.graph));
     }
     const fields = {
       reason: report.reason,
@@ -767,7 +764,7 @@ export class Reconciler {
         this.dirty || this.readBackPassDue ? this.lastApplyStartedAt + this.opts.minApplyIntervalMs : Infinity,
         this.plumbingRetryAt ?? Infinity,
       );
-      const fullyCached = this.opts.dataplanes.every(({ family }) => this.cache.has(family));
+      const fullyCached = this.writers.every((writers) => this.known(writers));
       const verifyDueAt = fullyCached && this.background === undefined ? this.nextVerificationDueAt() : Infinity;
       const dueAt = Math.min(passDueAt, verifyDueAt);
       if (dueAt > now) {

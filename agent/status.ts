@@ -9,10 +9,11 @@
  *   first sync lists our status subtree and removes statuses of endpoints we do not know.
  *
  * Invariants: reporting never blocks or fails the dataplane; etcd errors are logged and the
- * next update or report retries. Writes are serialised (one flush in flight at a time).
+ * next update or report retries. Flushes are serialised (one in flight at a time); within one,
+ * endpoint statuses are written in transactions of up to 128 changes, a few at a time.
  */
 import { performance } from 'node:perf_hooks';
-import type { Etcd3, Lease } from 'etcd3';
+import type { Etcd3, IRequestOp, Lease } from 'etcd3';
 import { endpointStatusKey, hostLastReportedKey, hostStatusKey, hostStatusPrefix } from '../src/model/index.js';
 import type { Logger } from './logger.js';
 import type { EndpointStatus } from './reconciler.js';
@@ -30,6 +31,10 @@ export interface StatusReporterOptions {
   /** Retry delay after a failed endpoint-status flush. Default 1 s. */
   retryMs?: number;
 }
+
+/** etcd's default limit of operations in one transaction (--max-txn-ops). */
+const TXN_OPS = 128;
+const TXN_IN_FLIGHT = 4;
 
 /** `2016-02-29T14:54:31Z`: UTC, seconds precision, as Felix writes it. */
 export function felixTime(date: Date): string {
@@ -155,15 +160,30 @@ export class StatusReporter {
       for (const [key, value] of Object.entries(existing)) this.written.set(key, value);
       this.cleanedUp = true;
     }
-    for (const [key, value] of desired) {
-      if (this.written.get(key) === value) continue;
-      await this.client.put(key).value(value);
-      this.written.set(key, value);
-    }
-    for (const key of [...this.written.keys()]) {
-      if (desired.has(key)) continue;
-      await this.client.delete().key(key);
-      this.written.delete(key);
-    }
+    const puts = [...desired].filter(([key, value]) => this.written.get(key) !== value);
+    const deletes = [...this.written.keys()].filter((key) => !desired.has(key));
+    // Batched: one transaction per TXN_OPS changes, TXN_IN_FLIGHT of them at a time.
+    const ops: { key: string; value: string | undefined }[] = [
+      ...puts.map(([key, value]) => ({ key, value })),
+      ...deletes.map((key) => ({ key, value: undefined })),
+    ];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < ops.length) {
+        const batch = ops.slice(next, next + TXN_OPS);
+        next += TXN_OPS;
+        const success: IRequestOp[] = batch.map(({ key, value }) =>
+          value === undefined
+            ? { request_delete_range: { key: Buffer.from(key) } }
+            : { request_put: { key: Buffer.from(key), value: Buffer.from(value) } },
+        );
+        await this.client.kv.txn({ success });
+        for (const { key, value } of batch) {
+          if (value === undefined) this.written.delete(key);
+          else this.written.set(key, value);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: TXN_IN_FLIGHT }, worker));
   }
 }

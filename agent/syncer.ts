@@ -1,33 +1,35 @@
 /**
- * The etcd syncer: keeps an in-memory view of `/calico/v1/` (profiles, endpoints, Ready) by
- * list-then-watch, and tells the reconciler when the view changed.
+ * The etcd syncer: lists then watches `/calico/v1/` and hands every change on as per-key
+ * updates (a profile's rules, a profile's tags, an endpoint: set, or deleted), in etcd order,
+ * to its consumer (the calculation graph); it also tracks Ready and tells the reconciler when
+ * the etcd revision moved.
  *
- *   list /calico/v1/ (paged, one revision R) ──▶ watch from R+1 ──▶ events update the view
+ *   list /calico/v1/ (paged, one revision R) ──▶ watch from R+1 ──▶ events → updates
  *        ▲                                            │
- *        └──── watch canceled by etcd (compaction) ───┘  re-list at once, diff old vs new view
- *                                                     │
+ *        └──── watch canceled by etcd (compaction) ───┘  re-list at once: updates for keys whose
+ *                                                     │  mod revision changed, deletes synthesised
+ *                                                     │  for keys that vanished (watchercache)
  *              connection lost ──▶ keep the view, resume the watch from the last revision+1
  *                                  with jittered backoff 100 ms → 5 s; unhealthy after a grace
  *
  * Invariants:
+ * - Per key it keeps only the mod revision last seen (never the raw value): a re-list decodes
+ *   only keys whose revision changed, and emits nothing for the others.
  * - `inSync` becomes true only after the first complete list; until then the reconciler writes
- *   nothing (graceful restart).
- * - The view always reflects exactly one etcd revision (`revision`): a whole list, or a whole
- *   watch response applied at once.
- * - An invalid value is treated as absent (fail closed for what references it), logged once per
- *   key and reason, and counted in `calico_agent_invalid_keys_total{kind}`; it never stops the
- *   syncer.
+ *   nothing (graceful restart). The first list hands its updates on page by page as they are
+ *   decoded (the next page is fetched meanwhile); a re-list hands them on in one batch at its
+ *   end, so a consumer never sees a mix of two revisions between batches.
+ * - An invalid value is handed on as a delete (fail closed for what references it), logged once
+ *   per key and reason, and counted in `calico_agent_invalid_keys_total{kind}`; it never stops
+ *   the syncer.
  * - `/calico/v1/Ready` present with any value but `true` sets `datastoreReady` false (the
  *   reconciler pauses programming); absent means ready.
  * - Keys outside the model (config, pools, other hosts' junk) are ignored.
- * - `generations` counts mutations of the profiles and endpoints Maps (bumped in setEntry /
- *   removeEntry, the only places that mutate them), so the compiler can skip an unchanged Map
- *   (Snapshot.generations in compiler/types.ts).
  */
 import { performance } from 'node:perf_hooks';
 import { Range, type Etcd3, type IWatchResponse } from 'etcd3';
-import type { EndpointInput, ProfileInput, SnapshotGenerations } from '../compiler/types.js';
-import { V1_PREFIX, decodeEntry, parseKey, type Entry, type KeyRef } from '../src/model/index.js';
+import type { EndpointInput } from '../compiler/types.js';
+import { V1_PREFIX, decodeEntry, parseKey, type KeyRef, type Rules, type Tags } from '../src/model/index.js';
 import type { Logger } from './logger.js';
 import type { AgentMetrics } from './metrics.js';
 
@@ -38,8 +40,16 @@ export interface SyncerChange {
   receivedAt: number;
 }
 
+/** One key's change; `undefined` means deleted, or present but invalid. */
+export type DatastoreUpdate =
+  | { kind: 'profileRules'; profile: string; rules: Rules | undefined }
+  | { kind: 'profileTags'; profile: string; tags: Tags | undefined }
+  | { kind: 'endpoint'; key: string; input: EndpointInput | undefined };
+
 export interface SyncerOptions {
   client: Etcd3;
+  /** Receives the updates, synchronously, before the `onChange` that follows them. */
+  onUpdates?: (updates: readonly DatastoreUpdate[]) => void;
   log: Logger;
   metrics?: AgentMetrics;
   /**
@@ -94,13 +104,9 @@ export class Syncer {
   private readonly requestTimeoutMs: number;
   private readonly pageSize: number;
 
-  /** Raw values of every key we model, to diff a re-list against the current view. */
-  private readonly raw = new Map<string, string>();
-  private readonly profileMap = new Map<string, ProfileInput>();
-  private readonly endpointMap = new Map<string, EndpointInput>();
-  /** Bumped on every mutation of the Map of the same name. */
-  private profileGeneration = 0;
-  private endpointGeneration = 0;
+  private readonly onUpdates: (updates: readonly DatastoreUpdate[]) => void;
+  /** Mod revision of every key we model (valid or not), to tell a re-list what changed. */
+  private readonly revisions = new Map<string, number>();
   /** Keys currently invalid → reason (each key+reason is logged and counted once). */
   private readonly invalid = new Map<string, string>();
   private readyValue = true;
@@ -121,6 +127,7 @@ export class Syncer {
     this.log = options.log;
     this.metrics = options.metrics;
     this.onChange = options.onChange ?? (() => {});
+    this.onUpdates = options.onUpdates ?? (() => {});
     this.gracePeriodMs = options.gracePeriodMs ?? 30_000;
     this.backoffInitialMs = options.backoffInitialMs ?? 100;
     this.backoffMaxMs = options.backoffMaxMs ?? 5_000;
@@ -128,17 +135,9 @@ export class Syncer {
     this.pageSize = options.pageSize ?? 5_000;
   }
 
-  /** Every profile with valid rules and/or tags; `rules` absent when missing or invalid. */
-  get profiles(): ReadonlyMap<string, ProfileInput> {
-    return this.profileMap;
-  }
-  /** Every valid endpoint of every host, by etcd key. */
-  get endpoints(): ReadonlyMap<string, EndpointInput> {
-    return this.endpointMap;
-  }
-  /** Change counters of `profiles` and `endpoints` (see the header). */
-  get generations(): SnapshotGenerations {
-    return { profiles: this.profileGeneration, endpoints: this.endpointGeneration };
+  /** Keys of the model currently held (valid or invalid). */
+  get keyCount(): number {
+    return this.revisions.size;
   }
   /** The etcd revision the view reflects (0 before the first list). */
   get revision(): number {
@@ -264,43 +263,61 @@ export class Syncer {
     this.metrics?.datastoreConnected.set(0);
   }
 
-  /** Lists the whole prefix at one revision (paged) and replaces the view by diffing against it. */
+  /**
+   * Lists the whole prefix at one revision, page after page (the next page is requested before
+   * the current one is decoded), and hands on what changed since the view we hold.
+   */
   private async list(reason: ResyncReason): Promise<void> {
     const started = performance.now();
     this.metrics?.resyncs.inc({ reason });
-    const listed = new Map<string, string>();
+    const firstSync = !this.synced;
     const prefixRange = Range.prefix(V1_PREFIX);
-    let revision: string | undefined;
-    let start: Buffer = prefixRange.start;
-    for (;;) {
+    const fetchPage = (start: Buffer, revision: string | undefined) => {
       let builder = this.client.getAll().inRange({ start, end: prefixRange.end }).limit(this.pageSize);
       if (revision !== undefined) builder = builder.revision(revision);
-      const page = await withTimeout(builder.exec(), this.requestTimeoutMs, 'etcd list');
+      return withTimeout(builder.exec(), this.requestTimeoutMs, 'etcd list');
+    };
+    // A failed list must leave the view untouched: a re-list's updates are held until it is whole.
+    const held: DatastoreUpdate[] = [];
+    const listed = new Set<string>();
+    let readyListed = false;
+    let keys = 0;
+    let revision: string | undefined;
+    let page = await fetchPage(prefixRange.start, undefined);
+    for (;;) {
       revision ??= page.header.revision;
-      for (const kv of page.kvs) listed.set(kv.key.toString(), kv.value.toString());
       const last = page.kvs[page.kvs.length - 1];
-      if (!page.more || !last) break;
-      start = Buffer.concat([last.key, Buffer.from([0])]);
+      const next = page.more && last ? fetchPage(Buffer.concat([last.key, Buffer.from([0])]), revision) : undefined;
+      next?.catch(() => {}); // awaited below; a failure there must not be unhandled meanwhile
+      const updates: DatastoreUpdate[] = firstSync ? [] : held;
+      for (const kv of page.kvs) {
+        const key = kv.key.toString();
+        keys += 1;
+        if (this.isReadyKey(key)) readyListed = true;
+        listed.add(key);
+        this.putKey(key, Number(kv.mod_revision), kv.value, updates, firstSync);
+      }
+      if (firstSync && updates.length > 0) this.onUpdates(updates);
+      if (next === undefined) break;
+      page = await next;
     }
     if (this.stopped) return;
+    // Keys we hold that the list no longer has were deleted while we were not watching.
+    for (const key of [...this.revisions.keys()]) if (!listed.has(key)) this.deleteKey(key, held);
+    if (!readyListed) this.setReady(true);
+    if (held.length > 0) this.onUpdates(held);
     const receivedAt = performance.now();
-    let changed = false;
-    for (const key of [...this.raw.keys()]) {
-      if (!listed.has(key)) changed = this.applyDelete(key) || changed;
-    }
-    for (const [key, value] of listed) changed = this.applyPut(key, value) || changed;
     const advanced = Number(revision) > this.currentRevision;
     this.currentRevision = Number(revision);
     this.lastListAt = receivedAt;
-    const firstSync = !this.synced;
     this.synced = true;
     this.metrics?.datastoreInSync.set(1);
     this.log.info(
-      { reason, revision: this.currentRevision, keys: listed.size, changed, ms: Math.round(receivedAt - started) },
+      { reason, revision: this.currentRevision, keys, updates: firstSync ? this.revisions.size : held.length, ms: Math.round(receivedAt - started) },
       'etcd list complete',
     );
     if (firstSync) for (const resolve of this.syncWaiters.splice(0)) resolve();
-    if (changed || firstSync || advanced) this.notify(receivedAt);
+    this.notify(receivedAt, firstSync || advanced || held.length > 0);
   }
 
   /**
@@ -339,99 +356,101 @@ export class Syncer {
 
   private applyWatchResponse(response: IWatchResponse): void {
     const receivedAt = performance.now();
-    let changed = false;
+    const updates: DatastoreUpdate[] = [];
+    const readyBefore = this.readyValue;
     for (const event of response.events) {
       const key = event.kv.key.toString();
-      changed = (event.type === 'Delete' ? this.applyDelete(key) : this.applyPut(key, event.kv.value.toString())) || changed;
+      if (event.type === 'Delete') this.deleteKey(key, updates);
+      else this.putKey(key, Number(event.kv.mod_revision), event.kv.value, updates, false);
     }
+    if (updates.length > 0) this.onUpdates(updates);
     const revision = Number(response.header.revision);
     const advanced = revision > this.currentRevision;
     if (advanced) this.currentRevision = revision;
-    if (changed || advanced) this.notify(receivedAt);
+    this.notify(receivedAt, advanced || updates.length > 0 || readyBefore !== this.readyValue);
   }
 
-  private notify(receivedAt: number): void {
-    this.onChange({ revision: this.currentRevision, receivedAt });
+  /** Tells the reconciler, when there is anything to tell (a change, or the revision moved). */
+  private notify(receivedAt: number, anything: boolean): void {
+    if (anything) this.onChange({ revision: this.currentRevision, receivedAt });
   }
 
-  // ------------------------------------------------------------------ view maintenance
+  // ------------------------------------------------------------------ per-key bookkeeping
 
-  /** Applies one key's new value; returns whether the view changed. */
-  private applyPut(key: string, value: string): boolean {
-    if (this.raw.get(key) === value) return false;
-    const decoded = decodeEntry(key, value);
-    if (decoded.ok === 'ignored') return false;
-    this.raw.set(key, value);
+  private isReadyKey(key: string): boolean {
+    return parseKey(key).kind === 'ready';
+  }
+
+  /**
+   * One key's value at `modRevision`: decoded and handed on unless this revision was already
+   * seen. `fresh` (the first list): nothing is held yet, so nothing can be unchanged.
+   */
+  private putKey(key: string, modRevision: number, value: Buffer, updates: DatastoreUpdate[], fresh: boolean): void {
+    if (!fresh && this.revisions.get(key) === modRevision) return;
+    const decoded = decodeEntry(key, value.toString());
+    if (decoded.ok === 'ignored') return;
     if (decoded.ok === false) {
+      this.revisions.set(key, modRevision);
       if (this.invalid.get(key) !== decoded.reason) {
         this.invalid.set(key, decoded.reason);
         this.metrics?.invalidKeys.inc({ kind: invalidKind(decoded.ref) });
         this.log.warn({ key, reason: decoded.reason }, 'invalid value in etcd; treating as absent');
       }
-      return this.removeEntry(key, decoded.ref);
+      const update = absent(key, decoded.ref);
+      if (update !== undefined) updates.push(update);
+      return;
     }
     this.invalid.delete(key);
-    return this.setEntry(key, decoded.entry);
-  }
-
-  private applyDelete(key: string): boolean {
-    if (!this.raw.delete(key)) return false;
-    this.invalid.delete(key);
-    return this.removeEntry(key, parseKey(key));
-  }
-
-  private setEntry(key: string, entry: Entry): boolean {
+    const entry = decoded.entry;
     switch (entry.kind) {
-      case 'ready': {
-        const changed = this.readyValue !== entry.ready;
-        this.readyValue = entry.ready;
-        if (changed) this.log.warn({ ready: entry.ready }, entry.ready ? 'datastore Ready; programming resumes' : 'datastore not Ready; programming paused');
-        return changed;
-      }
+      case 'ready':
+        this.revisions.set(key, modRevision);
+        this.setReady(entry.ready);
+        return;
       case 'profileRules':
-        this.profileMap.set(entry.profile, { ...this.profileMap.get(entry.profile), rules: entry.rules });
-        this.profileGeneration++;
-        return true;
+        this.revisions.set(key, modRevision);
+        updates.push({ kind: 'profileRules', profile: entry.profile, rules: entry.rules });
+        return;
       case 'profileTags':
-        this.profileMap.set(entry.profile, { ...this.profileMap.get(entry.profile), tags: entry.tags });
-        this.profileGeneration++;
-        return true;
+        this.revisions.set(key, modRevision);
+        updates.push({ kind: 'profileTags', profile: entry.profile, tags: entry.tags });
+        return;
       case 'endpoint':
-        this.endpointMap.set(key, { ref: entry.ref, endpoint: entry.endpoint });
-        this.endpointGeneration++;
-        return true;
+        this.revisions.set(key, modRevision);
+        updates.push({ kind: 'endpoint', key, input: { ref: entry.ref, endpoint: entry.endpoint } });
+        return;
       default:
         // Config and pools are not consumed by the agent (configuration comes from flags/env/file).
-        return false;
+        return;
     }
   }
 
-  private removeEntry(key: string, ref: KeyRef): boolean {
-    switch (ref.kind) {
-      case 'ready': {
-        const changed = !this.readyValue;
-        this.readyValue = true;
-        return changed;
-      }
-      case 'profileRules':
-      case 'profileTags': {
-        const existing = this.profileMap.get(ref.profile);
-        if (!existing) return false;
-        const rest: ProfileInput =
-          ref.kind === 'profileRules' ? { tags: existing.tags } : { rules: existing.rules };
-        if (ref.kind === 'profileRules' ? existing.rules === undefined : existing.tags === undefined) return false;
-        if (rest.rules === undefined && rest.tags === undefined) this.profileMap.delete(ref.profile);
-        else this.profileMap.set(ref.profile, rest);
-        this.profileGeneration++;
-        return true;
-      }
-      case 'endpoint': {
-        const removed = this.endpointMap.delete(key);
-        if (removed) this.endpointGeneration++;
-        return removed;
-      }
-      default:
-        return false;
-    }
+  private deleteKey(key: string, updates: DatastoreUpdate[]): void {
+    if (!this.revisions.delete(key)) return;
+    this.invalid.delete(key);
+    const ref = parseKey(key);
+    if (ref.kind === 'ready') this.setReady(true);
+    const update = absent(key, ref);
+    if (update !== undefined) updates.push(update);
+  }
+
+  private setReady(ready: boolean): void {
+    if (this.readyValue === ready) return;
+    this.readyValue = ready;
+    this.log.warn({ ready }, ready ? 'datastore Ready; programming resumes' : 'datastore not Ready; programming paused');
+  }
+}
+
+/** The update saying a key holds nothing usable (deleted or invalid); undefined for keys that are not handed on. */
+function absent(key: string, ref: KeyRef): DatastoreUpdate | undefined {
+  switch (ref.kind) {
+    case 'profileRules':
+      return { kind: 'profileRules', profile: ref.profile, rules: undefined };
+    case 'profileTags':
+      return { kind: 'profileTags', profile: ref.profile, tags: undefined };
+    case 'endpoint':
+      return { kind: 'endpoint', key, input: undefined };
+    default:
+      return undefined;
   }
 }

@@ -33,6 +33,7 @@ import { renderDispatchChains } from './dispatch-chains.js';
 import { renderEndpointChains, type EndpointChains } from './endpoint-chains.js';
 import { renderGlobalChains, type GlobalChains } from './global-chains.js';
 import { endpointChainName, tagIpsetName } from './names.js';
+import { sameHashes } from './plan.js';
 import { renderProfileChain, type RenderedProfileChain } from './profile-chains.js';
 import { ipsetMaxelem, memberForm } from './tag-ipsets.js';
 import type {
@@ -189,13 +190,6 @@ function desiredIpset(set: TagSet, family: IpVersion): DesiredIpset {
     has: (member) => set.members.has(member),
     members: () => set.members.keys(),
   };
-}
-
-function sameHashes(a: readonly string[], b: readonly string[]): boolean {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function unique(values: readonly string[]): readonly string[] {

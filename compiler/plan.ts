@@ -1,6 +1,8 @@
 /**
- * Minimal writes from the kernel's state to the desired spec, for one IP family, in the restore
- * dialects of `ipset restore` and `ip[6]tables-restore --noflush`.
+ * Restore text, in the dialects of `ipset restore` and `ip[6]tables-restore --noflush`: the
+ * building blocks the agent's writers use for the chains and sets they know to be dirty, and
+ * `planFamily`, the whole-family comparison of a spec against a kernel state (dry runs, golden
+ * files, tests).
  *
  * Steps, in the order the agent runs them (FamilyPlan):
  * 1. ipsetUpdates: `create` new sets then `add` their members; member deltas (`del` then
@@ -18,137 +20,95 @@
  *    them are gone).
  *
  * Invariants: a step with nothing to do is ''; planning a spec against its own kernelStateOf is
- * all empty (0 bytes); a change confined to one chain writes only that chain. Unchanged chains
- * are detected by hash lists (identity first, so a no-op plan costs no string comparisons).
- *
- * Cost: when `actual` came from `kernelStateOf(earlier)` (the agent caches that after a write)
- * and the desired map is that earlier spec's map, or a copy of it with some entries replaced
- * (map-lineage.ts), only those entries are compared: every other entry of the state holds
- * exactly what the desired map holds. Any other state (read back from the kernel, edited) is
- * compared entry by entry. Either way the plan text is the same.
+ * all empty (0 bytes); a change confined to one chain writes only that chain.
  */
-import { lineageOf, originOf, recordOrigin } from './map-lineage.js';
 import { ipsetPrefix, isOwnedChain, tempIpsetName } from './names.js';
 import type {
   BuiltinRule,
   ChainSpec,
   FamilyPlan,
   FamilySpec,
+  HookSpec,
   IpsetSpec,
   KernelFamilyState,
   KernelIpsetState,
   KernelTableState,
   TableName,
-  TableSpec,
 } from './types.js';
 
 const TABLES: readonly TableName[] = ['filter', 'raw'];
 
-/**
- * The keys of `desired` that may differ from `actual`, in `desired`'s order: all of them unless
- * `actual` was produced from `desired` (none) or from the map `desired` was patched from (the
- * patched keys). Never a key of `actual` missing from `desired` in the latter two cases.
- */
-function keysToCompare<T>(desired: ReadonlyMap<string, T>, actual: ReadonlyMap<string, unknown>): Iterable<string> {
-  const origin = originOf(actual);
-  if (origin !== undefined) {
-    if (origin === desired) return [];
-    const lineage = lineageOf(desired);
-    if (lineage !== undefined && lineage.base === origin) return lineage.changed;
-  }
-  return desired.keys();
+/** A desired set as the planners read it (an IpsetSpec, or a writer's live view). */
+export interface IpsetContent {
+  readonly name: string;
+  readonly family: 'inet' | 'inet6';
+  readonly type: string;
+  readonly maxelem: number;
+  has(member: string): boolean;
+  members(): Iterable<string>;
 }
 
-/** True when `actual` holds no key that `desired` lacks, known without looking at the keys. */
-function knownSameKeys(desired: ReadonlyMap<string, unknown>, actual: ReadonlyMap<string, unknown>): boolean {
-  const origin = originOf(actual);
-  return origin !== undefined && (origin === desired || lineageOf(desired)?.base === origin);
-}
-
-function sameHashes(desired: readonly string[], actual: readonly (string | null)[] | undefined): boolean {
+/** Same rule hashes in the same order (`actual` undefined: no such chain). */
+export function sameHashes(desired: readonly (string | null)[], actual: readonly (string | null)[] | undefined): boolean {
   if (actual === desired) return true;
   if (actual === undefined || actual.length !== desired.length) return false;
   for (let i = 0; i < desired.length; i++) if (desired[i] !== actual[i]) return false;
   return true;
 }
 
-function sameMetadata(desired: IpsetSpec, actual: KernelIpsetState): boolean {
+export function sameIpsetMetadata(desired: Pick<IpsetContent, 'type' | 'family' | 'maxelem'>, actual: KernelIpsetState): boolean {
   return desired.type === actual.type && desired.family === actual.family && desired.maxelem === actual.maxelem;
 }
 
-function createLine(name: string, spec: IpsetSpec): string {
-  return `create ${name} ${spec.type} family ${spec.family} maxelem ${spec.maxelem}\n`;
+function createLine(name: string, set: IpsetContent): string {
+  return `create ${name} ${set.type} family ${set.family} maxelem ${set.maxelem}\n`;
 }
 
-/** The kernel states this module produced, so a plan against them can skip member comparison. */
-const producedIpsetStates = new WeakMap<IpsetSpec, KernelIpsetState>();
-
-function planIpsets(desired: FamilySpec, actual: KernelFamilyState): string {
+/**
+ * One set brought from `current` to `desired` whole: created and filled, rebuilt by swap when
+ * its metadata differ (`tempExists`: a scratch set left over must go first), or member deltas.
+ */
+export function planIpsetUpdate(desired: IpsetContent, current: KernelIpsetState | undefined, tempExists: boolean): string {
   let out = '';
-  for (const name of keysToCompare(desired.ipsets, actual.ipsets)) {
-    const spec = desired.ipsets.get(name)!;
-    const current = actual.ipsets.get(spec.name);
-    if (current === undefined) {
-      out += createLine(spec.name, spec);
-      for (const member of spec.members) out += `add ${spec.name} ${member}\n`;
-      continue;
-    }
-    if (producedIpsetStates.get(spec) === current) continue;
-    if (!sameMetadata(spec, current)) {
-      const temp = tempIpsetName(spec.name);
-      if (actual.ipsets.has(temp)) out += `destroy ${temp}\n`;
-      out += createLine(temp, spec);
-      for (const member of spec.members) out += `add ${temp} ${member}\n`;
-      out += `swap ${temp} ${spec.name}\ndestroy ${temp}\n`;
-      continue;
-    }
-    const wanted = new Set(spec.members);
-    for (const member of current.members) if (!wanted.has(member)) out += `del ${spec.name} ${member}\n`;
-    for (const member of spec.members) if (!current.members.has(member)) out += `add ${spec.name} ${member}\n`;
+  if (current === undefined) {
+    out += createLine(desired.name, desired);
+    for (const member of desired.members()) out += `add ${desired.name} ${member}\n`;
+    return out;
   }
+  if (!sameIpsetMetadata(desired, current)) {
+    const temp = tempIpsetName(desired.name);
+    if (tempExists) out += `destroy ${temp}\n`;
+    out += createLine(temp, desired);
+    for (const member of desired.members()) out += `add ${temp} ${member}\n`;
+    return `${out}swap ${temp} ${desired.name}\ndestroy ${temp}\n`;
+  }
+  for (const member of current.members) if (!desired.has(member)) out += `del ${desired.name} ${member}\n`;
+  for (const member of desired.members()) if (!current.members.has(member)) out += `add ${desired.name} ${member}\n`;
   return out;
 }
 
-function planIpsetDeletions(desired: FamilySpec, actual: KernelFamilyState): string {
-  if (knownSameKeys(desired.ipsets, actual.ipsets)) return '';
-  let out = '';
-  const rebuilt = new Set<string>();
-  for (const spec of desired.ipsets.values()) {
-    const current = actual.ipsets.get(spec.name);
-    if (current !== undefined && producedIpsetStates.get(spec) !== current && !sameMetadata(spec, current)) {
-      rebuilt.add(tempIpsetName(spec.name));
-    }
-  }
-  // Only this family's sets: a state that also lists the other family's sets never destroys them.
-  const owned = ipsetPrefix(desired.family);
-  for (const name of [...actual.ipsets.keys()].sort()) {
-    if (name.startsWith(owned) && !desired.ipsets.has(name) && !rebuilt.has(name)) out += `destroy ${name}\n`;
-  }
-  return out;
-}
-
-function planTableUpdates(table: TableName, desired: TableSpec, actual: KernelTableState): string {
-  const changed: ChainSpec[] = [];
-  for (const name of keysToCompare(desired.chains, actual.chains)) {
-    const chain = desired.chains.get(name)!;
-    if (!sameHashes(chain.hashes, actual.chains.get(name))) changed.push(chain);
-  }
-  let hookLines = '';
+/** The `-D`/`-I` lines that leave each hooked built-in with exactly our hook, first; and no stale hooks elsewhere. */
+export function planHookRepair(hooks: readonly HookSpec[], builtins: ReadonlyMap<string, readonly BuiltinRule[]>): string {
+  let lines = '';
   const hooked = new Set<string>();
-  for (const hook of desired.hooks) {
+  for (const hook of hooks) {
     hooked.add(hook.builtin);
-    const rules = actual.builtins.get(hook.builtin) ?? [];
+    const rules = builtins.get(hook.builtin) ?? [];
     const ours = rules.filter((rule) => rule.hash !== null);
     if (rules[0]?.hash === hook.hash && ours.length === 1) continue;
-    for (const rule of ours) hookLines += `-D ${hook.builtin} ${rule.rule}\n`;
-    hookLines += `-I ${hook.builtin} 1 ${hook.rule}\n`;
+    for (const rule of ours) lines += `-D ${hook.builtin} ${rule.rule}\n`;
+    lines += `-I ${hook.builtin} 1 ${hook.rule}\n`;
   }
-  for (const [builtin, rules] of [...actual.builtins].sort(([a], [b]) => (a < b ? -1 : 1))) {
+  for (const [builtin, rules] of [...builtins].sort(([a], [b]) => (a < b ? -1 : 1))) {
     if (hooked.has(builtin)) continue;
-    for (const rule of rules) if (rule.hash !== null) hookLines += `-D ${builtin} ${rule.rule}\n`;
+    for (const rule of rules) if (rule.hash !== null) lines += `-D ${builtin} ${rule.rule}\n`;
   }
-  if (changed.length === 0 && hookLines === '') return '';
+  return lines;
+}
 
+/** One transaction writing `changed` chains whole, then the hook lines; '' when there is nothing. */
+export function planChainUpdates(table: TableName, changed: readonly ChainSpec[], hookLines: string): string {
+  if (changed.length === 0 && hookLines === '') return '';
   const parts: string[] = [`*${table}\n`];
   for (const chain of changed) parts.push(`:${chain.name} - [0:0]\n`);
   for (const chain of changed) {
@@ -159,24 +119,60 @@ function planTableUpdates(table: TableName, desired: TableSpec, actual: KernelTa
   return parts.join('');
 }
 
-function planTableDeletions(table: TableName, desired: TableSpec, actual: KernelTableState): string {
-  if (knownSameKeys(desired.chains, actual.chains)) return '';
-  const stale = [...actual.chains.keys()].filter((name) => isOwnedChain(name) && !desired.chains.has(name)).sort();
+/** One transaction flushing then deleting `stale` chains; '' when there are none. */
+export function planChainDeletions(table: TableName, stale: readonly string[]): string {
   if (stale.length === 0) return '';
   return `*${table}\n${stale.map((name) => `-F ${name}\n`).join('')}${stale.map((name) => `-X ${name}\n`).join('')}COMMIT\n`;
 }
 
+function contentOf(spec: IpsetSpec): IpsetContent {
+  let members: Set<string> | undefined;
+  return {
+    name: spec.name,
+    family: spec.family,
+    type: spec.type,
+    maxelem: spec.maxelem,
+    has: (member) => (members ??= new Set(spec.members)).has(member),
+    members: () => spec.members,
+  };
+}
+
+function planIpsets(desired: FamilySpec, actual: KernelFamilyState): string {
+  let out = '';
+  for (const spec of desired.ipsets.values()) {
+    out += planIpsetUpdate(contentOf(spec), actual.ipsets.get(spec.name), actual.ipsets.has(tempIpsetName(spec.name)));
+  }
+  return out;
+}
+
+function planIpsetDeletions(desired: FamilySpec, actual: KernelFamilyState): string {
+  let out = '';
+  const rebuilt = new Set<string>();
+  for (const spec of desired.ipsets.values()) {
+    const current = actual.ipsets.get(spec.name);
+    if (current !== undefined && !sameIpsetMetadata(spec, current)) rebuilt.add(tempIpsetName(spec.name));
+  }
+  // Only this family's sets: a state that also lists the other family's sets never destroys them.
+  const owned = ipsetPrefix(desired.family);
+  for (const name of [...actual.ipsets.keys()].sort()) {
+    if (name.startsWith(owned) && !desired.ipsets.has(name) && !rebuilt.has(name)) out += `destroy ${name}\n`;
+  }
+  return out;
+}
+
 export function planFamily(desired: FamilySpec, actual: KernelFamilyState): FamilyPlan {
+  const updates = (table: TableName): string => {
+    const want = desired.tables[table];
+    const have = actual.tables[table];
+    const changed = [...want.chains.values()].filter((chain) => !sameHashes(chain.hashes, have.chains.get(chain.name)));
+    return planChainUpdates(table, changed, planHookRepair(want.hooks, have.builtins));
+  };
+  const deletions = (table: TableName): string =>
+    planChainDeletions(table, [...actual.tables[table].chains.keys()].filter((name) => isOwnedChain(name) && !desired.tables[table].chains.has(name)).sort());
   return {
     ipsetUpdates: planIpsets(desired, actual),
-    iptablesUpdates: {
-      filter: planTableUpdates('filter', desired.tables.filter, actual.tables.filter),
-      raw: planTableUpdates('raw', desired.tables.raw, actual.tables.raw),
-    },
-    iptablesDeletions: {
-      filter: planTableDeletions('filter', desired.tables.filter, actual.tables.filter),
-      raw: planTableDeletions('raw', desired.tables.raw, actual.tables.raw),
-    },
+    iptablesUpdates: { filter: updates('filter'), raw: updates('raw') },
+    iptablesDeletions: { filter: deletions('filter'), raw: deletions('raw') },
     ipsetDeletions: planIpsetDeletions(desired, actual),
   };
 }
@@ -186,32 +182,16 @@ export function emptyKernelState(): KernelFamilyState {
   return { tables: { filter: table(), raw: table() }, ipsets: new Map() };
 }
 
-/**
- * What the kernel holds after the spec has been fully applied to an otherwise empty kernel. The
- * result's maps must not be mutated (planFamily relies on their recorded origin).
- */
+/** What the kernel holds after the spec has been fully applied to an otherwise empty kernel. */
 export function kernelStateOf(spec: FamilySpec): KernelFamilyState {
-  const table = (t: TableSpec): KernelTableState => {
-    const chains = new Map<string, readonly string[]>();
-    for (const [name, chain] of t.chains) chains.set(name, chain.hashes);
-    recordOrigin(chains, t.chains);
-    return {
-      chains,
-      builtins: new Map(
-        t.hooks.map((hook) => [hook.builtin, [{ hash: hook.hash, rule: hook.rule } satisfies BuiltinRule]]),
-      ),
-    };
-  };
+  const table = (t: FamilySpec['tables'][TableName]): KernelTableState => ({
+    chains: new Map([...t.chains].map(([name, chain]) => [name, chain.hashes] as const)),
+    builtins: new Map(t.hooks.map((hook) => [hook.builtin, [{ hash: hook.hash, rule: hook.rule } satisfies BuiltinRule]])),
+  });
   const ipsets = new Map<string, KernelIpsetState>();
   for (const set of spec.ipsets.values()) {
-    let state = producedIpsetStates.get(set);
-    if (state === undefined) {
-      state = { name: set.name, family: set.family, type: set.type, maxelem: set.maxelem, members: new Set(set.members) };
-      producedIpsetStates.set(set, state);
-    }
-    ipsets.set(set.name, state);
+    ipsets.set(set.name, { name: set.name, family: set.family, type: set.type, maxelem: set.maxelem, members: new Set(set.members) });
   }
-  recordOrigin(ipsets, spec.ipsets);
   return { tables: { filter: table(spec.tables.filter), raw: table(spec.tables.raw) }, ipsets };
 }
 

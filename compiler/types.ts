@@ -1,11 +1,12 @@
 /**
  * The contract between the pure compiler and the agent's dataplane writers.
  *
+ *   per-key deltas ──CalcGraph──▶ desired chains/sets + what changed ──▶ the agent's writers
  *   Snapshot ──compile()──▶ DataplaneSpec ──planFamily(spec, KernelFamilyState)──▶ FamilyPlan (restore text)
  *
  * Invariants:
  * - A Snapshot holds plain data only; `compile` depends on its contents, never on the order in
- *   which maps were filled, nor on its optional change counters (`generations`, speed only).
+ *   which maps were filled.
  * - Every rule the compiler emits carries a hash comment (`HASH_COMMENT_PREFIX` + id) that
  *   fingerprints the chain name, its position and its text. The agent reads kernel state back as
  *   those hashes (`KernelFamilyState`), never by parsing rule text.
@@ -48,29 +49,12 @@ export interface EndpointInput {
   endpoint: Endpoint;
 }
 
-/**
- * Change counters for a producer that keeps one pair of Maps and mutates them in place (the
- * agent's syncer). Contract, per Map:
- * - the producer changes the counter (monotonically increasing) on EVERY mutation of the Map:
- *   any set (including replacing a value with another object) and any delete;
- * - a Compiler skips re-deriving what it derived from a Map only when it is handed the same Map
- *   object with the same counter as in its previous compile; any other pair is walked in full.
- * The counters are hints whose ONLY effect is speed: the spec is identical to what a fresh
- * Compiler produces for the same contents. A producer that cannot keep this promise omits them.
- */
-export interface SnapshotGenerations {
-  profiles: number;
-  endpoints: number;
-}
-
 export interface Snapshot {
   hostname: string;
   profiles: ReadonlyMap<string, ProfileInput>;
   /** Every valid endpoint of every host, keyed by its etcd key. */
   endpoints: ReadonlyMap<string, EndpointInput>;
   config: CompilerConfig;
-  /** Absent: every Map is walked on every compile (always correct). */
-  generations?: SnapshotGenerations;
 }
 
 /** A chain we own; `rules` are restore lines without the `-A <chain> ` prefix, hash comment included. */

@@ -4,15 +4,14 @@
  * 0 bytes, and the daemon loop repairing a chain someone flushed.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { defaultCompilerConfig } from '../../compiler/index.js';
-import type { EndpointInput, ProfileInput } from '../../compiler/types.js';
+import { CalcGraph, defaultCompilerConfig } from '../../compiler/index.js';
 import { createCommandRunner } from '../../agent/dataplane/command-runner.js';
 import { createFamilyDataplane } from '../../agent/dataplane/family-dataplane.js';
 import { selectIptablesBackend } from '../../agent/dataplane/iptables-backend.js';
 import type { CommandRunner } from '../../agent/dataplane/types.js';
 import { silentLogger } from '../../agent/logger.js';
 import { createAgentMetrics } from '../../agent/metrics.js';
-import { Reconciler, type ReconcilerOptions, type SnapshotSource } from '../../agent/reconciler.js';
+import { Reconciler, type ReconcilerOptions } from '../../agent/reconciler.js';
 import { decodeEndpoint, decodeRules, endpointKey, type EndpointRef } from '../../src/model/index.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
 
@@ -21,25 +20,23 @@ let runner: CommandRunner;
 const HOST = 'host-a';
 const ref: EndpointRef = { host: HOST, orchestrator: 'docker', workload: 'w1', endpointId: 'e1' };
 
-function source(): SnapshotSource {
+/** WEB (allow from tag WEB) and one local endpoint in it, fed to a graph as the syncer would. */
+function graph(): CalcGraph {
   const rules = decodeRules(JSON.stringify({ inbound_rules: [{ action: 'allow', src_tag: 'WEB' }], outbound_rules: [{ action: 'allow' }] }));
   const endpoint = decodeEndpoint(JSON.stringify({ state: 'active', name: 'cali1', profile_ids: ['WEB'], ipv4_nets: ['192.0.2.1/32'] }));
   if (!rules.ok || !endpoint.ok) throw new Error('bad fixture');
-  return {
-    inSync: true,
-    datastoreReady: true,
-    revision: 7,
-    profiles: new Map<string, ProfileInput>([['WEB', { rules: rules.value, tags: ['WEB'] }]]),
-    endpoints: new Map<string, EndpointInput>([[endpointKey(ref), { ref, endpoint: endpoint.value }]]),
-  };
+  const built = new CalcGraph(HOST, defaultCompilerConfig());
+  built.setProfileRules('WEB', rules.value);
+  built.setProfileTags('WEB', ['WEB']);
+  built.setEndpoint(endpointKey(ref), { ref, endpoint: endpoint.value });
+  return built;
 }
 
 async function makeReconciler(extra: Partial<ReconcilerOptions> = {}): Promise<Reconciler> {
   const backend = await selectIptablesBackend(runner, 'nft');
   return new Reconciler({
-    hostname: HOST,
-    compilerConfig: defaultCompilerConfig(),
-    source: source(),
+    source: { inSync: true, datastoreReady: true, revision: 7 },
+    graph: graph(),
     dataplanes: ([4, 6] as const).map((family) => createFamilyDataplane({ runner, family, backend })),
     log: silentLogger(),
     ...extra,

@@ -7,13 +7,12 @@
  * reconciler-netns.test.ts covers the same paths against real iptables.
  */
 import { describe, expect, test } from 'vitest';
-import { defaultCompilerConfig, profileChainName, tagIpsetName } from '../../compiler/index.js';
-import type { EndpointInput, ProfileInput } from '../../compiler/types.js';
+import { CalcGraph, defaultCompilerConfig, profileChainName, tagIpsetName } from '../../compiler/index.js';
 import type { IptablesBackend } from '../../agent/dataplane/iptables-backend.js';
 import { createFamilyDataplane } from '../../agent/dataplane/family-dataplane.js';
 import type { CommandResult, CommandRunner, RunOptions } from '../../agent/dataplane/types.js';
 import { silentLogger } from '../../agent/logger.js';
-import { Reconciler, ReconcilerFatalError, type ReconcilerOptions, type SnapshotSource } from '../../agent/reconciler.js';
+import { Reconciler, ReconcilerFatalError, type DatastoreState, type ReconcilerOptions } from '../../agent/reconciler.js';
 import { decodeEndpoint, decodeRules, endpointKey, type EndpointRef } from '../../src/model/index.js';
 
 const EMPTY_SAVE: Record<string, string> = {
@@ -73,27 +72,28 @@ const BACKEND: IptablesBackend = {
   },
 };
 
-class FakeSource implements SnapshotSource {
+/** The datastore as the syncer would present it: its state, and the graph it feeds key by key. */
+class FakeSource implements DatastoreState {
   inSync = true;
   datastoreReady = true;
   revision = 1;
-  profiles = new Map<string, ProfileInput>();
-  endpoints = new Map<string, EndpointInput>();
+  readonly graph = new CalcGraph(HOST, defaultCompilerConfig());
 
   setProfile(name: string, rules: unknown, tags: string[] = [name]): void {
     const decoded = decodeRules(JSON.stringify(rules));
     if (!decoded.ok) throw new Error(decoded.reason);
-    this.profiles.set(name, { rules: decoded.value, tags });
+    this.graph.setProfileRules(name, decoded.value);
+    this.graph.setProfileTags(name, tags);
     this.revision += 1;
   }
   setEndpoint(ref: EndpointRef, value: unknown): void {
     const decoded = decodeEndpoint(JSON.stringify(value));
     if (!decoded.ok) throw new Error(decoded.reason);
-    this.endpoints.set(endpointKey(ref), { ref, endpoint: decoded.value });
+    this.graph.setEndpoint(endpointKey(ref), { ref, endpoint: decoded.value });
     this.revision += 1;
   }
   deleteEndpoint(ref: EndpointRef): void {
-    this.endpoints.delete(endpointKey(ref));
+    this.graph.setEndpoint(endpointKey(ref), undefined);
     this.revision += 1;
   }
 }
@@ -109,9 +109,8 @@ function setup(options: Partial<ReconcilerOptions> = {}) {
   source.setEndpoint(ep1, { state: 'active', name: 'cali1', profile_ids: ['WEB'], ipv4_nets: ['192.0.2.1/32'] });
   source.setEndpoint(ep2, { state: 'active', name: 'cali2', profile_ids: ['WEB'], ipv4_nets: ['192.0.2.2/32'] });
   const reconciler = new Reconciler({
-    hostname: HOST,
-    compilerConfig: defaultCompilerConfig(),
     source,
+    graph: source.graph,
     dataplanes: [4, 6].map((family) => createFamilyDataplane({ runner, family: family as 4 | 6, backend: BACKEND })),
     log: silentLogger(),
     refreshIntervalMs: 0,

@@ -8,6 +8,7 @@ import { Syncer, type SyncerChange } from '../../agent/syncer.js';
 import { createEtcdClient } from '../../src/datastore/client.js';
 import { READY_KEY, endpointKey, profileRulesKey, profileTagsKey, type EndpointRef } from '../../src/model/index.js';
 import { startEtcd, type EtcdInstance } from '../helpers/etcd.js';
+import { UpdateView } from '../helpers/update-view.js';
 
 let etcd: EtcdInstance;
 let client: Etcd3;
@@ -40,8 +41,10 @@ function makeSyncer(options: { gracePeriodMs?: number } = {}) {
   });
   const metrics: AgentMetrics = createAgentMetrics();
   const changes: SyncerChange[] = [];
+  const view = new UpdateView();
   const syncer = new Syncer({
     client,
+    onUpdates: view.apply,
     log: pino({ level: 'debug' }, sink),
     metrics,
     onChange: (change) => changes.push(change),
@@ -50,7 +53,7 @@ function makeSyncer(options: { gracePeriodMs?: number } = {}) {
     ...options,
   });
   syncers.push(syncer);
-  return { syncer, lines, metrics, changes };
+  return { syncer, view, lines, metrics, changes };
 }
 
 async function until(what: string, predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
@@ -70,41 +73,41 @@ async function metricValue(metrics: AgentMetrics, name: string, labels: Record<s
 test('list then watch delivers puts and deletes, tracking the revision', async () => {
   await client.put(profileRulesKey('A')).value(RULES);
   await client.put(profileTagsKey('A')).value('["A"]');
-  const { syncer, changes } = makeSyncer();
+  const { syncer, view, changes } = makeSyncer();
   syncer.start();
   await syncer.waitForInSync();
-  expect(syncer.profiles.get('A')?.tags).toEqual(['A']);
-  expect(syncer.profiles.get('A')?.rules?.inbound_rules).toHaveLength(1);
+  expect(view.profiles.get('A')?.tags).toEqual(['A']);
+  expect(view.profiles.get('A')?.rules?.inbound_rules).toHaveLength(1);
   expect(changes.length).toBeGreaterThanOrEqual(1);
 
   const put = await client.put(endpointKey(ref)).value(ENDPOINT);
-  await until('endpoint', () => syncer.endpoints.has(endpointKey(ref)));
-  expect(syncer.endpoints.get(endpointKey(ref))?.endpoint.ipv4_nets).toEqual(['192.0.2.1/32']);
+  await until('endpoint', () => view.endpoints.has(endpointKey(ref)));
+  expect(view.endpoints.get(endpointKey(ref))?.endpoint.ipv4_nets).toEqual(['192.0.2.1/32']);
   expect(syncer.revision).toBeGreaterThanOrEqual(Number(put.header.revision));
   expect(changes.at(-1)?.revision).toBe(Number(put.header.revision));
 
   await client.delete().key(profileRulesKey('A'));
-  await until('rules deleted', () => syncer.profiles.get('A')?.rules === undefined);
-  expect(syncer.profiles.get('A')?.tags).toEqual(['A']);
+  await until('rules deleted', () => view.profiles.get('A')?.rules === undefined);
+  expect(view.profiles.get('A')?.tags).toEqual(['A']);
   await client.delete().key(profileTagsKey('A'));
-  await until('profile gone', () => !syncer.profiles.has('A'));
+  await until('profile gone', () => !view.profiles.has('A'));
 });
 
 test('an invalid value is treated as absent, logged once and counted; other profiles are unaffected', async () => {
   await client.put(profileRulesKey('GOOD')).value(RULES);
   await client.put(profileRulesKey('BAD')).value(RULES);
-  const { syncer, lines, metrics } = makeSyncer();
+  const { syncer, view, lines, metrics } = makeSyncer();
   syncer.start();
   await syncer.waitForInSync();
-  expect(syncer.profiles.get('BAD')?.rules).toBeDefined();
+  expect(view.profiles.get('BAD')?.rules).toBeDefined();
 
   await client.put(profileRulesKey('BAD')).value('{"inbound_rules": [');
-  await until('BAD invalid', () => syncer.profiles.get('BAD') === undefined);
-  expect(syncer.profiles.get('GOOD')?.rules).toBeDefined();
+  await until('BAD invalid', () => view.profiles.get('BAD') === undefined);
+  expect(view.profiles.get('GOOD')?.rules).toBeDefined();
   // The same bad value again (a new revision) is not logged or counted twice.
   await client.put(profileRulesKey('BAD')).value('{"inbound_rules": [');
   await client.put(profileTagsKey('GOOD')).value('["GOOD"]');
-  await until('GOOD tags', () => syncer.profiles.get('GOOD')?.tags !== undefined);
+  await until('GOOD tags', () => view.profiles.get('GOOD')?.tags !== undefined);
 
   const warnings = lines.filter((l) => l.msg === 'invalid value in etcd; treating as absent');
   expect(warnings).toHaveLength(1);
@@ -116,21 +119,21 @@ test('an invalid value is treated as absent, logged once and counted; other prof
   // An invalid endpoint (bad CIDR) is absent too; fixing it brings it back.
   await client.put(endpointKey(ref)).value(ENDPOINT.replace('192.0.2.1/32', '192.0.2.300/32'));
   await client.put(profileTagsKey('X')).value('["X"]');
-  await until('X', () => syncer.profiles.has('X'));
-  expect(syncer.endpoints.has(endpointKey(ref))).toBe(false);
+  await until('X', () => view.profiles.has('X'));
+  expect(view.endpoints.has(endpointKey(ref))).toBe(false);
   expect(await metricValue(metrics, 'calico_agent_invalid_keys_total', { kind: 'endpoint' })).toBe(1);
   await client.put(endpointKey(ref)).value(ENDPOINT);
-  await until('endpoint valid', () => syncer.endpoints.has(endpointKey(ref)));
+  await until('endpoint valid', () => view.endpoints.has(endpointKey(ref)));
   expect(syncer.invalidKeys.has(endpointKey(ref))).toBe(false);
 });
 
 test('compaction: the canceled watch re-lists at once, synthesising deletions, losing no update', async () => {
   await client.put(profileRulesKey('OLD')).value(RULES);
   await client.put(profileRulesKey('KEEP')).value(RULES);
-  const { syncer, metrics, lines } = makeSyncer();
+  const { syncer, view, metrics, lines } = makeSyncer();
   await syncer.listOnce();
   const listedAt = syncer.revision;
-  expect(syncer.profiles.has('OLD')).toBe(true);
+  expect(view.profiles.has('OLD')).toBe(true);
 
   // Changes the syncer has not seen, then compact past them: a watch from listedAt+1 is impossible.
   await client.delete().key(profileRulesKey('OLD'));
@@ -142,21 +145,21 @@ test('compaction: the canceled watch re-lists at once, synthesising deletions, l
   syncer.start();
   await until('re-listed', () => syncer.revision >= Number(last.header.revision));
   expect(Date.now() - started).toBeLessThan(1_500);
-  expect(syncer.profiles.has('OLD')).toBe(false);
-  expect(syncer.profiles.has('NEW')).toBe(true);
-  expect(syncer.profiles.get('KEEP')?.tags).toEqual(['KEEP']);
+  expect(view.profiles.has('OLD')).toBe(false);
+  expect(view.profiles.has('NEW')).toBe(true);
+  expect(view.profiles.get('KEEP')?.tags).toEqual(['KEEP']);
   expect(syncer.revision).toBeGreaterThan(listedAt);
   expect(await metricValue(metrics, 'calico_agent_resyncs_total', { reason: 'watch-canceled' })).toBe(1);
   expect(lines.some((l) => l.msg === 'etcd watch canceled; re-listing')).toBe(true);
 
   // And the watch continues after the re-list.
   await client.put(profileRulesKey('LATER')).value(RULES);
-  await until('LATER', () => syncer.profiles.has('LATER'));
+  await until('LATER', () => view.profiles.has('LATER'));
 });
 
 test('etcd killed and restarted: the view is kept, not healthy after the grace period, then resumes', async () => {
   await client.put(profileRulesKey('A')).value(RULES);
-  const { syncer } = makeSyncer({ gracePeriodMs: 300 });
+  const { syncer, view } = makeSyncer({ gracePeriodMs: 300 });
   syncer.start();
   await syncer.waitForInSync();
   await until('connected', () => syncer.connected);
@@ -165,14 +168,14 @@ test('etcd killed and restarted: the view is kept, not healthy after the grace p
   await until('disconnected', () => !syncer.connected);
   expect(syncer.healthy()).toBe(true); // within the grace period
   await until('unhealthy', () => !syncer.healthy(), 3_000);
-  expect(syncer.profiles.has('A')).toBe(true);
+  expect(view.profiles.has('A')).toBe(true);
 
   await etcd.restart();
   await until('reconnected', () => syncer.connected, 15_000);
   expect(syncer.healthy()).toBe(true);
   await client.put(profileRulesKey('B')).value(RULES);
-  await until('B after restart', () => syncer.profiles.has('B'), 15_000);
-  expect(syncer.profiles.has('A')).toBe(true);
+  await until('B after restart', () => view.profiles.has('B'), 15_000);
+  expect(view.profiles.has('A')).toBe(true);
 });
 
 test('/calico/v1/Ready: absent is ready, "false" pauses, "true" resumes', async () => {

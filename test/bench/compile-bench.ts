@@ -1,26 +1,17 @@
 /**
- * Compiler benchmark (prints figures, asserts nothing): a large host — 1,000 local endpoints,
- * 2,000 profiles of 10 rules, 100,000 endpoints cluster-wide, 2,000 tags — compiled cold and
- * warm, rendered, and then a single-profile change and a single tag-member change compiled and
- * diffed against the previous kernel state. Targets (perf-reliability.md Part C): compile < 1 s,
- * single-profile change < 5 ms and O(changed chain) bytes.
- *
- * Two producers are measured, each with its own Compiler:
- * - "fresh maps": every change hands in new Maps without change counters, so every compile walks
- *   all profiles and endpoints;
- * - "in place + generations": the agent's way (agent/syncer.ts): one pair of Maps mutated in
- *   place, with Snapshot.generations bumped on every mutation, so unchanged Maps are not walked.
+ * Calculation-graph benchmark (prints figures, asserts nothing): a large host — 1,000 local
+ * endpoints, 2,000 profiles of 10 rules, 100,000 endpoints cluster-wide, 2,000 tags — fed into the
+ * graph key by key (cold), then single changes, each measured as the agent's pass does it:
+ * the update into the graph, `takeChanges()`, and the writers' restore text for what changed
+ * (against their cache of the previous state). `compile()` of the whole snapshot (the oracle) is
+ * timed once for comparison. Targets (perf-reliability.md Part C): cold < 1 s, one change O(change).
  *
  * Run: npm run bench:compile
  */
-import {
-  Compiler,
-  defaultCompilerConfig,
-  kernelStateOf,
-  planFamily,
-  renderFamily,
-} from '../../compiler/index.js';
-import type { DataplaneSpec, EndpointInput, FamilyPlan, KernelFamilyState, ProfileInput, Snapshot } from '../../compiler/index.js';
+import { IpsetWriter } from '../../agent/dataplane/ipset-writer.js';
+import { TableWriter } from '../../agent/dataplane/table-writer.js';
+import { CalcGraph, compile, defaultCompilerConfig, kernelStateOf, renderFamily } from '../../compiler/index.js';
+import type { DataplaneSpec, EndpointInput, FamilyPlan, IpFamily, ProfileInput, Snapshot } from '../../compiler/index.js';
 import { endpointKey, endpointSchema, rulesSchema, type EndpointRef } from '../../src/model/index.js';
 import { prng } from './prng.js';
 
@@ -127,93 +118,67 @@ function describeSpec(spec: DataplaneSpec): void {
   }
 }
 
-/** The same state in new maps, as the agent's read-back produces: planned entry by entry. */
-function readBackCopy(state: KernelFamilyState): KernelFamilyState {
-  const table = (t: KernelFamilyState['tables']['filter']) => ({ chains: new Map(t.chains), builtins: new Map(t.builtins) });
-  return { tables: { filter: table(state.tables.filter), raw: table(state.tables.raw) }, ipsets: new Map(state.ipsets) };
+/** One family's writers, their caches adopted from the graph's current state. */
+function writersOf(graph: CalcGraph, family: IpFamily) {
+  const desired = graph.desired(family);
+  const state = kernelStateOf(family === 4 ? graph.toSpec().v4 : graph.toSpec().v6);
+  const tables = { filter: new TableWriter(family, 'filter', desired), raw: new TableWriter(family, 'raw', desired) };
+  const ipsets = new IpsetWriter(family, desired);
+  tables.filter.adopt(state.tables.filter);
+  tables.raw.adopt(state.tables.raw);
+  ipsets.adopt(state.ipsets);
+  return { tables, ipsets };
 }
 
-/** Hands snapshots to the compiler and applies changes the way some datastore client would. */
-interface Producer {
-  snapshot(): Snapshot;
-  setProfile(id: string, profile: ProfileInput): void;
-  setEndpoint(key: string, input: EndpointInput): void;
+type Writers = ReturnType<typeof writersOf>;
+
+/** What a pass does after the inputs: take the graph's changes, plan and commit every writer; returns bytes. */
+function pass(graph: CalcGraph, writers: readonly [IpFamily, Writers][]): number {
+  const changes = graph.takeChanges();
+  let bytes = 0;
+  for (const [family, { tables, ipsets }] of writers) {
+    const changed = changes.families[family];
+    tables.filter.markDirty(changed.chains.filter);
+    tables.raw.markDirty(changed.chains.raw);
+    ipsets.markDirty(changed);
+    for (const step of [ipsets, tables.raw, tables.filter] as const) {
+      bytes += step.planUpdates().length;
+      step.commitUpdates();
+    }
+    for (const step of [tables.raw, tables.filter, ipsets] as const) {
+      bytes += step.planDeletions().length;
+      step.commitDeletions();
+    }
+  }
+  return bytes;
 }
 
-/** New Maps on every change and no change counters: the compiler walks everything each time. */
-function freshMapsProducer(initial: Snapshot): Producer {
-  let current = initial;
-  return {
-    snapshot: () => current,
-    setProfile(id, profile) {
-      current = { ...current, profiles: new Map(current.profiles).set(id, profile) };
-    },
-    setEndpoint(key, input) {
-      current = { ...current, endpoints: new Map(current.endpoints).set(key, input) };
-    },
-  };
-}
-
-/** One pair of Maps mutated in place, a counter bumped per mutation (what the agent's syncer does). */
-function inPlaceProducer(initial: Snapshot): Producer {
-  const profiles = new Map(initial.profiles);
-  const endpoints = new Map(initial.endpoints);
-  const generations = { profiles: 0, endpoints: 0 };
-  return {
-    snapshot: () => ({ hostname: initial.hostname, config: initial.config, profiles, endpoints, generations: { ...generations } }),
-    setProfile(id, profile) {
-      profiles.set(id, profile);
-      generations.profiles++;
-    },
-    setEndpoint(key, input) {
-      endpoints.set(key, input);
-      generations.endpoints++;
-    },
-  };
-}
-
-function measureChanges(label: string, producer: Producer): void {
-  console.log(`-- ${label}`);
-  const compiler = new Compiler();
-  const cold = timed(() => compiler.compile(producer.snapshot()));
-  console.log(`cold compile: ${cold.wall.toFixed(0)} ms wall / ${cold.cpu.toFixed(0)} ms cpu`);
-  const warm = Array.from({ length: 9 }, () => timed(() => compiler.compile(producer.snapshot())));
-  console.log(`warm recompile, nothing changed: ${fmt(warm)}`);
-
-  let state4 = kernelStateOf(cold.value.v4);
-  let state6 = kernelStateOf(cold.value.v6);
-  const noop = Array.from({ length: 9 }, () => timed(() => [planFamily(cold.value.v4, state4), planFamily(cold.value.v6, state6)]));
-  console.log(`no-op plan, both families, state from kernelStateOf: ${fmt(noop)}, ${noop[0]!.value.reduce((n, p) => n + planBytes(p), 0)} bytes`);
-  const [read4, read6] = [readBackCopy(state4), readBackCopy(state6)];
-  const noopRead = Array.from({ length: 9 }, () => timed(() => [planFamily(cold.value.v4, read4), planFamily(cold.value.v6, read6)]));
-  console.log(`no-op plan, both families, state as read back (entry by entry): ${fmt(noopRead)}`);
-
-  const stateCaching: { wall: number; cpu: number }[] = [];
-  const step = (change: () => void) => {
+function measureChanges(graph: CalcGraph): void {
+  const writers: [IpFamily, Writers][] = [[4, writersOf(graph, 4)], [6, writersOf(graph, 6)]];
+  const noop = Array.from({ length: 9 }, () => timed(() => pass(graph, writers)));
+  console.log(`no-op pass, both families: ${fmt(noop)}, ${noop[0]!.value} bytes`);
+  const step = (change: () => void) => timed(() => {
     change();
-    const result = timed(() => {
-      const next = compiler.compile(producer.snapshot());
-      return { next, plans: [planFamily(next.v4, state4), planFamily(next.v6, state6)] };
-    });
-    // What the reconciler caches after a successful write (not part of compile + diff).
-    const cached = timed(() => [kernelStateOf(result.value.next.v4), kernelStateOf(result.value.next.v6)] as const);
-    stateCaching.push(cached);
-    [state4, state6] = cached.value;
-    return { ...result, bytes: result.value.plans.reduce((n, p) => n + planBytes(p), 0) };
-  };
+    return pass(graph, writers);
+  });
+  const report = (label: string, samples: { value: number; wall: number; cpu: number }[]) =>
+    console.log(`${label}: ${fmt(samples)}; writes ${median(samples.map((c) => c.value))} bytes`);
 
-  // Single-profile change: one profile's rules edited (the datastore replaces that profile object).
-  const profileChanges = Array.from({ length: 21 }, (_, round) => step(() => producer.setProfile('prof-7', profileInput(7, round + 1))));
-  console.log(
-    `single-profile change, compile + diff both families: ${fmt(profileChanges)}; writes ${median(profileChanges.map((c) => c.bytes))} bytes`,
-  );
-
-  // Tag membership change: a remote endpoint joins (its address enters its profiles' tag sets).
-  const memberChanges = Array.from({ length: 21 }, (_, round) =>
-    step(() => producer.setEndpoint(...endpointEntry(CLUSTER_ENDPOINTS + round, 'host-new'))),
-  );
-  console.log(`remote endpoint joins tags, compile + diff: ${fmt(memberChanges)}; writes ${median(memberChanges.map((c) => c.bytes))} bytes`);
-  console.log(`kernelStateOf both families after each change (reconciler's cache): ${fmt(stateCaching)}`);
+  report('single-profile rule change (graph + writers, both families)', Array.from({ length: 21 }, (_, round) => step(() => graph.setProfileRules('prof-7', profileInput(7, round + 1).rules))));
+  const joined: string[] = [];
+  report('remote endpoint joins its tags', Array.from({ length: 21 }, (_, round) => step(() => {
+    const [key, input] = endpointEntry(CLUSTER_ENDPOINTS + round, 'host-new');
+    joined.push(key);
+    graph.setEndpoint(key, input);
+  })));
+  report('remote endpoint leaves its tags', joined.map((key) => step(() => graph.setEndpoint(key, undefined))));
+  report('profile tag added (every member of the profile joins a set)', Array.from({ length: 21 }, (_, round) => step(() => graph.setProfileTags('prof-9', round % 2 === 0 ? ['tag-9', 'tag-11'] : ['tag-9']))));
+  const locals: string[] = [];
+  report('local endpoint added (its chains, dispatch)', Array.from({ length: 21 }, (_, round) => step(() => {
+    const [key, input] = endpointEntry(CLUSTER_ENDPOINTS + 100 + round, HOST);
+    locals.push(key);
+    graph.setEndpoint(key, input);
+  })));
 }
 
 function main(): void {
@@ -222,27 +187,34 @@ function main(): void {
   const snapshot = buildSnapshot();
   console.log(`built snapshot: ${PROFILES} profiles x ${RULES_PER_PROFILE} rules, ${CLUSTER_ENDPOINTS} endpoints (${LOCAL_ENDPOINTS} local) in ${ms(start).toFixed(0)} ms`);
 
-  global.gc?.();
-  const heapBefore = process.memoryUsage().heapUsed;
-  const compiler = new Compiler();
-  const cold = timed(() => compiler.compile(snapshot));
-  const spec = cold.value;
-  global.gc?.();
-  const heapAfter = process.memoryUsage().heapUsed;
-  console.log(
-    `cold compile: ${cold.wall.toFixed(0)} ms wall / ${cold.cpu.toFixed(0)} ms cpu; heap held by spec + memo tables: ` +
-      `${mib(heapAfter - heapBefore)}${global.gc ? '' : ' (run with --expose-gc for exact figures)'}`,
-  );
-  describeSpec(spec);
-
-  const full = timed(() => [renderFamily(spec.v4), renderFamily(spec.v6)]);
+  const oracle = timed(() => compile(snapshot));
+  console.log(`compile() of the whole snapshot (the oracle): ${oracle.wall.toFixed(0)} ms wall / ${oracle.cpu.toFixed(0)} ms cpu`);
+  describeSpec(oracle.value);
+  const full = timed(() => [renderFamily(oracle.value.v4), renderFamily(oracle.value.v6)]);
   console.log(
     `render full restore text: ${full.wall.toFixed(0)} ms wall / ${full.cpu.toFixed(0)} ms cpu ` +
       `(${(full.value.reduce((n, p) => n + planBytes(p), 0) / 1024 / 1024).toFixed(1)} MiB)`,
   );
 
-  measureChanges('fresh maps per change, no generations (every Map walked)', freshMapsProducer(snapshot));
-  measureChanges('maps mutated in place + generations (the agent)', inPlaceProducer(snapshot));
+  global.gc?.();
+  const heapBefore = process.memoryUsage().heapUsed;
+  const cold = timed(() => {
+    const graph = new CalcGraph(HOST, snapshot.config);
+    for (const [id, p] of snapshot.profiles) {
+      graph.setProfileRules(id, p.rules);
+      graph.setProfileTags(id, p.tags);
+    }
+    for (const [key, input] of snapshot.endpoints) graph.setEndpoint(key, input);
+    graph.takeChanges();
+    return graph;
+  });
+  global.gc?.();
+  const heapAfter = process.memoryUsage().heapUsed;
+  console.log(
+    `graph cold (every key fed, changes taken): ${cold.wall.toFixed(0)} ms wall / ${cold.cpu.toFixed(0)} ms cpu; heap held by the graph ` +
+      `(with the snapshot's objects it shares): ${mib(heapAfter - heapBefore)}${global.gc ? '' : ' (run with --expose-gc for exact figures)'}`,
+  );
+  measureChanges(cold.value);
   console.log(`process RSS ${mib(process.memoryUsage().rss)}`);
 }
 

@@ -4,7 +4,7 @@
  * names (cali-pri-/cali-pro-/cali-tw-/cali-fw-) and long options.
  */
 import { describe, expect, test } from 'vitest';
-import { compile, defaultCompilerConfig, Compiler } from '../../compiler/index.js';
+import { compile, defaultCompilerConfig } from '../../compiler/index.js';
 import type { ChainSpec, CompilerConfig, FamilySpec, Snapshot } from '../../compiler/index.js';
 import { MAX_CHAIN_NAME_LENGTH, MAX_IPSET_NAME_LENGTH, profileChainName, tagIpsetName } from '../../compiler/names.js';
 import { renderProfileChain } from '../../compiler/profile-chains.js';
@@ -328,7 +328,7 @@ describe('global chains and hooks (§5.5, Felix 1.4 conntrack ACCEPT)', () => {
     ['ACCEPT', ['--jump cali-from-wl-dispatch', '--jump ACCEPT']],
   ] as const)('cali-INPUT with endpointToHostAction %s (IPv4)', (action, tail) => {
     const config: CompilerConfig = { ...defaultCompilerConfig(), interfacePrefix: 'tap', endpointToHostAction: action };
-    const spec = new Compiler().compile(snapshotWith({ config }));
+    const spec = compile(snapshotWith({ config }));
     expect(bodies(chainOf(spec.v4, 'cali-INPUT'))).toEqual([
       '! --in-interface tap+ --jump RETURN',
       '--match conntrack --ctstate INVALID --jump DROP',

@@ -4,7 +4,7 @@
  * Addresses are documentation ranges.
  */
 import { endpointKey, endpointSchema, rulesSchema, type EndpointRef } from '../../src/model/index.js';
-import { defaultCompilerConfig } from '../../compiler/index.js';
+import { CalcGraph, defaultCompilerConfig } from '../../compiler/index.js';
 import type { CompilerConfig, EndpointInput, ProfileInput, Snapshot } from '../../compiler/index.js';
 
 export function endpointInput(host: string, endpointId: string, raw: Record<string, unknown>): [string, EndpointInput] {
@@ -75,4 +75,30 @@ export function webAppSnapshot(config: CompilerConfig = defaultCompilerConfig())
       }),
     ]),
   };
+}
+
+/**
+ * Feeds a snapshot into a calculation graph key by key, in the Maps' order, as the syncer would
+ * after a re-list from `previous`: keys of `previous` missing from `snapshot` are deleted first.
+ */
+export function feedGraph(graph: CalcGraph, snapshot: Snapshot, previous?: Snapshot): CalcGraph {
+  if (previous !== undefined) {
+    for (const [id, p] of previous.profiles) {
+      const now = snapshot.profiles.get(id);
+      if (p.rules !== undefined && now?.rules === undefined) graph.setProfileRules(id, undefined);
+      if (p.tags !== undefined && now?.tags === undefined) graph.setProfileTags(id, undefined);
+    }
+    for (const key of previous.endpoints.keys()) if (!snapshot.endpoints.has(key)) graph.setEndpoint(key, undefined);
+  }
+  for (const [id, p] of snapshot.profiles) {
+    if (p.rules !== undefined) graph.setProfileRules(id, p.rules);
+    if (p.tags !== undefined) graph.setProfileTags(id, p.tags);
+  }
+  for (const [key, input] of snapshot.endpoints) graph.setEndpoint(key, input);
+  return graph;
+}
+
+/** A fresh graph holding `snapshot`. */
+export function graphOf(snapshot: Snapshot): CalcGraph {
+  return feedGraph(new CalcGraph(snapshot.hostname, snapshot.config), snapshot);
 }

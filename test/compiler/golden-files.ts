@@ -4,7 +4,7 @@
  */
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Compiler, renderFamily } from '../../compiler/index.js';
+import { compile, renderFamily } from '../../compiler/index.js';
 import type { FamilyPlan } from '../../compiler/index.js';
 import { webAppSnapshot } from './fixtures.js';
 
@@ -19,7 +19,7 @@ export interface GoldenFile {
 }
 
 export function renderedGoldens(): { files: GoldenFile[]; v4: FamilyPlan; v6: FamilyPlan } {
-  const spec = new Compiler().compile(webAppSnapshot());
+  const spec = compile(webAppSnapshot());
   const v4 = renderFamily(spec.v4);
   const v6 = renderFamily(spec.v6);
   const files: GoldenFile[] = [

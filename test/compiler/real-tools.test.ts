@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
-  Compiler,
+  compile,
   defaultCompilerConfig,
   isEmptyPlan,
   isOwnedChain,
@@ -128,7 +128,7 @@ describe.each(BACKENDS)('real tools ($name backend)', (backend) => {
   });
 
   test('golden files load and read back as exactly our chains, rules and hashes', async () => {
-    const spec = new Compiler().compile(webAppSnapshot());
+    const spec = compile(webAppSnapshot());
     const goldens = renderedGoldens().files;
     const order = ['ipset', 'filter', 'raw'];
     for (const golden of [...goldens].sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind))) {
@@ -171,7 +171,7 @@ describe.each(BACKENDS)('real tools ($name backend)', (backend) => {
       endpointInput('host1', 'web3', { state: 'active', name: 'caliweb3', profile_ids: ['WEB'], ipv4_nets: ['192.0.2.30/32'], ipv6_nets: ['2001:db8::30/128'] }),
       endpointInput('host2', 'app2', { state: 'active', name: 'caliapp2', profile_ids: ['APP'], ipv4_nets: ['198.51.100.0/28'], ipv6_nets: ['2001:db8:2::/64'] }),
     ]) endpoints.set(k, v);
-    const after = new Compiler().compile({ ...before, profiles, endpoints, config: { ...defaultCompilerConfig(), maxIpsetSize: 65536 } });
+    const after = compile({ ...before, profiles, endpoints, config: { ...defaultCompilerConfig(), maxIpsetSize: 65536 } });
 
     for (const [family, familySpec] of [
       [4, after.v4],
@@ -190,7 +190,7 @@ describe.each(BACKENDS)('real tools ($name backend)', (backend) => {
   });
 
   test('hook repair: a foreign rule pushed above our hook and a stale copy are fixed by spec', async () => {
-    const spec = new Compiler().compile(webAppSnapshot()).v4;
+    const spec = compile(webAppSnapshot()).v4;
     const hook = spec.tables.filter.hooks.find((h) => h.builtin === 'FORWARD')!;
     await kernel.restoreIptables(4, `*filter\n-I FORWARD 1 --protocol tcp --jump ACCEPT\n-A FORWARD ${hook.rule}\nCOMMIT\n`);
     let forward = (await kernel.read(4)).tables.filter.builtins.get('FORWARD')!;

@@ -57,7 +57,6 @@
  * Latency: each pass records the etcd revision it reflects and, for passes carrying events,
  * logs `etcdToKernelMs` measured from the receipt of the oldest event it covers.
  */
-import { performance } from 'node:perf_hooks';
 import { planFamily, type CalcGraph, type FamilyPlan, type IpFamily, type KernelFamilyState, type TableName } from '../compiler/index.js';
 import type { EndpointInput } from '../compiler/types.js';
 import { endpointKey, type EndpointRef } from '../src/model/index.js';
@@ -68,6 +67,7 @@ import { TableWriter } from './dataplane/table-writer.js';
 import type { FamilyDataplane } from './dataplane/types.js';
 import type { Logger } from './logger.js';
 import type { AgentMetrics } from './metrics.js';
+import { Scheduler, clockSleep, systemClock, type Clock } from './scheduler.js';
 
 /** The datastore's state the reconciler reads at the start of each pass (the Syncer implements it). */
 export interface DatastoreState {
@@ -134,10 +134,11 @@ export interface ReconcilerOptions {
   watchdogTimeoutMs?: number;
   /** Called after every successful pass (status reporting). */
   onApplied?: (report: ApplyReport) => void;
+  /** Time source for scheduling, backoff and latency (default: the system's monotonic clock). */
+  clock?: Clock;
 }
 
 const TABLES: readonly TableName[] = ['raw', 'filter'];
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Verification reads overlapping our writes in a row before the next one runs inside a pass. The
@@ -183,8 +184,11 @@ function countRules(writers: FamilyWriters, graph: CalcGraph): number {
 
 export class Reconciler {
   private readonly opts: Required<
-    Omit<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied'>
+    Omit<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'clock'>
   > & Pick<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied'>;
+  private readonly clock: Clock;
+  /** When passes and verification reads run (min interval, coalescing, timed retries). */
+  private readonly scheduler: Scheduler;
   private readonly log: Logger;
   private readonly graph: CalcGraph;
   /** Per family: its kernel IO and the writers holding its cached kernel state. */
@@ -202,27 +206,24 @@ export class Reconciler {
   private verifyRetryAt = -Infinity;
   private peakReadMs = 0;
   private peakWriteMs = 0;
-  /** Receipt time (`performance.now()`) of the oldest etcd event not yet in the kernel. */
+  /** Receipt time (`this.clock.now()`) of the oldest etcd event not yet in the kernel. */
   private pendingSince: number | null = null;
   private dirty = true;
-  private lastApplyStartedAt = -Infinity;
   private lastVerifiedAt = -Infinity;
   private postWriteCheckAt: number | null = null;
   private postWriteInterval: number;
   private plumbingDirty = true;
-  private plumbingRetryAt: number | null = null;
   private globalPlumbingDone = false;
   /** The local endpoints plumbing last ran for (objects are replaced on change, so identity suffices). */
   private lastLocalEndpoints: ReadonlyMap<string, EndpointInput> = new Map();
   private appliedRevisionValue = 0;
   private firstApplyAt: number | null = null;
-  private readonly startedAt = performance.now();
-  private lastTick = performance.now();
+  private readonly startedAt: number;
+  private lastTick: number;
   private fatalError: Error | null = null;
   private lastErrorText: string | null = null;
   private pausedLogged = false;
   private stopped = false;
-  private wake: (() => void) | undefined;
   private loop: Promise<void> | undefined;
   private lastStatuses: ReadonlyMap<string, EndpointStatus> = new Map();
 
@@ -240,6 +241,11 @@ export class Reconciler {
       ...options,
     };
     this.log = options.log.child({ component: 'reconciler' });
+    this.clock = options.clock ?? systemClock;
+    this.scheduler = new Scheduler(this.clock, this.opts.minApplyIntervalMs);
+    this.scheduler.request(); // the first pass (it reads the kernel and adopts it)
+    this.startedAt = this.clock.now();
+    this.lastTick = this.startedAt;
     this.postWriteInterval = this.opts.postWriteCheckMinMs;
     this.graph = options.graph;
     this.writers = options.dataplanes.map((dataplane) => {
@@ -276,15 +282,18 @@ export class Reconciler {
   }
 
   /** Liveness: the loop ticked recently and has not given up. */
-  isLive(now = performance.now()): boolean {
+  isLive(now = this.clock.now()): boolean {
     return this.fatalError === null && now - this.lastTick < this.opts.watchdogTimeoutMs;
   }
 
-  /** Marks the snapshot dirty; `change` carries the etcd receipt time for latency accounting. */
+  /**
+   * The datastore changed: a pass is wanted. `change.receivedAt` (on the reconciler's clock) is
+   * the etcd receipt time, for latency accounting.
+   */
   markDirty(change?: { receivedAt: number }): void {
     this.dirty = true;
     if (change && this.pendingSince === null) this.pendingSince = change.receivedAt;
-    this.wake?.();
+    this.scheduler.request();
   }
 
   /** Runs the daemon loop in the background. `onFatal` is called once if the loop gives up. */
@@ -300,7 +309,7 @@ export class Reconciler {
   /** Stops the loop; an in-flight verification read is waited for and its result ignored. */
   async stop(): Promise<void> {
     this.stopped = true;
-    this.wake?.();
+    this.scheduler.wake();
     await this.loop;
     await this.background?.done;
   }
@@ -330,7 +339,7 @@ export class Reconciler {
           throw new ReconcilerFatalError(`dataplane write cannot succeed: ${error.message}`, error);
         }
         if (attempt < this.opts.maxAttempts) {
-          await sleep(delay);
+          await clockSleep(this.clock, delay);
           delay = Math.min(delay * 2, this.opts.retryMaxMs);
         }
       }
@@ -404,7 +413,7 @@ export class Reconciler {
 
   /** Records a completed, trusted verification (read inside a pass or in the background) that started at `startedAt`. */
   private verified(startedAt: number): void {
-    this.lastVerifiedAt = performance.now();
+    this.lastVerifiedAt = this.clock.now();
     this.untrustedReads = 0;
     this.verifyRetryAt = -Infinity;
     this.verifyInPass = false;
@@ -416,7 +425,7 @@ export class Reconciler {
 
   /** One attempt: read (when the cache is missing or `forceRead`), plan, write in order. Throws on the first failed write. */
   private async applyPass(reason: string, mode: { forceRead: boolean; rewriteAll: boolean }): Promise<ApplyReport> {
-    const started = performance.now();
+    const started = this.clock.now();
     const covering = this.pendingSince;
     const wasDirty = this.dirty;
     const recheckPlumbing = this.readBackPassDue;
@@ -437,7 +446,7 @@ export class Reconciler {
 
       // Families whose writers do not know the kernel (or must check it) read it first, side by side.
       const toRead = this.writers.filter((writers) => mode.forceRead || !this.known(writers));
-      const readStarted = performance.now();
+      const readStarted = this.clock.now();
       await Promise.all(
         toRead.map(async (writers) => {
           const state = await this.read(writers.dataplane);
@@ -448,7 +457,7 @@ export class Reconciler {
       const readBack = toRead.length > 0;
       // A read of every family is a verification (the first pass, retries, in-pass checks).
       if (toRead.length === this.writers.length) {
-        this.peakReadMs = decayingPeak(this.peakReadMs, performance.now() - readStarted);
+        this.peakReadMs = decayingPeak(this.peakReadMs, this.clock.now() - readStarted);
         this.verified(started);
       }
       if (mode.rewriteAll) for (const writers of this.writers) for (const table of TABLES) writers.tables[table].forgetHashes();
@@ -477,7 +486,7 @@ export class Reconciler {
         writes.bytes += bytes;
       };
 
-      const writesStarted = performance.now();
+      const writesStarted = this.clock.now();
       // The families are independent (each one's rules reference only its own sets), so they are
       // written side by side; within a family the steps keep their order. Every write of a step
       // has ended before a failure is thrown, so a retry never races a write still running.
@@ -505,9 +514,9 @@ export class Reconciler {
 
       const wrote = wroteFamilies.size > 0;
       if (wrote) {
-        this.peakWriteMs = decayingPeak(this.peakWriteMs, performance.now() - writesStarted);
+        this.peakWriteMs = decayingPeak(this.peakWriteMs, this.clock.now() - writesStarted);
         this.postWriteInterval = this.postWriteCheckFloorMs;
-        this.postWriteCheckAt = performance.now() + this.postWriteInterval;
+        this.postWriteCheckAt = this.clock.now() + this.postWriteInterval;
       }
       // Drift: found by a verification read (background: `drifted`; in this pass: a read-back
       // pass, not the first one, that had to write although no datastore change came in).
@@ -519,12 +528,12 @@ export class Reconciler {
         for (const family of repairedFamilies) this.opts.metrics?.driftRepairs.inc({ family: `v${family}` });
         this.log.warn({ bytes: writes.bytes }, 'kernel state had drifted from ours (changed by another process); repaired');
       }
-      const kernelDoneAt = performance.now();
+      const kernelDoneAt = this.clock.now();
 
       const statuses = await this.syncPlumbing(this.graph.localEndpoints(), readBack || recheckPlumbing, reason === 'plumbing-retry');
       this.appliedRevisionValue = revision;
 
-      const durationMs = performance.now() - started;
+      const durationMs = this.clock.now() - started;
       const etcdToKernelMs = covering === null ? undefined : kernelDoneAt - covering;
       const report: ApplyReport = {
         reason,
@@ -542,6 +551,7 @@ export class Reconciler {
       // Keep the oldest unapplied event for latency accounting, and stay dirty.
       if (covering !== null) this.pendingSince = covering;
       this.dirty = true;
+      this.scheduler.request();
       throw error;
     }
   }
@@ -549,7 +559,7 @@ export class Reconciler {
   /** Starts a verification read of every family in the background; the loop judges it when it is over. */
   private startBackgroundRead(): void {
     const read: BackgroundRead = {
-      startedAt: performance.now(),
+      startedAt: this.clock.now(),
       writesAtStart: new Map(this.writesStarted),
       done: Promise.resolve(),
       outcome: undefined,
@@ -558,11 +568,11 @@ export class Reconciler {
       try {
         const states = new Map<IpFamily, KernelFamilyState>();
         for (const dataplane of this.opts.dataplanes) states.set(dataplane.family, await this.read(dataplane));
-        read.outcome = { states, endedAt: performance.now() };
+        read.outcome = { states, endedAt: this.clock.now() };
       } catch (error) {
         read.outcome = { error };
       }
-      this.wake?.();
+      this.scheduler.wake();
     })();
     this.background = read;
   }
@@ -605,7 +615,10 @@ export class Reconciler {
         this.log.debug({ family: `v${family}`, names: found.slice(0, 20) }, 'drift found');
       }
     }
-    if (drifted.length > 0 || (untrusted.length === 0 && this.opts.plumbing)) this.readBackPassDue = true;
+    if (drifted.length > 0 || (untrusted.length === 0 && this.opts.plumbing)) {
+      this.readBackPassDue = true;
+      this.scheduler.request();
+    }
     const ms = Number((outcome.endedAt - read.startedAt).toFixed(2));
     if (untrusted.length === 0) {
       this.verified(read.startedAt);
@@ -613,7 +626,7 @@ export class Reconciler {
       return;
     }
     this.untrustedReads += 1;
-    this.verifyRetryAt = performance.now() + this.postWriteCheckFloorMs * 2 ** (this.untrustedReads - 1);
+    this.verifyRetryAt = this.clock.now() + this.postWriteCheckFloorMs * 2 ** (this.untrustedReads - 1);
     if (this.untrustedReads >= UNTRUSTED_READS_BEFORE_IN_PASS) this.verifyInPass = true;
     this.log.debug({ ms, drifted, untrusted }, 'kernel read back while we wrote; rechecking the parts we wrote later');
   }
@@ -646,7 +659,7 @@ export class Reconciler {
       this.plumbingDirty = true;
     }
     // Retries for missing interfaces run in their own passes, never delaying a datastore pass.
-    const retryDue = retryPass && this.plumbingRetryAt !== null && performance.now() >= this.plumbingRetryAt;
+    const retryDue = retryPass;
     const plumbing = this.opts.plumbing;
     if (!plumbing || !(this.plumbingDirty || readBack || retryDue)) return this.statusesFor(local, this.lastStatuses);
 
@@ -669,7 +682,7 @@ export class Reconciler {
     }
     this.lastLocalEndpoints = local;
     this.plumbingDirty = failure !== null;
-    this.plumbingRetryAt = failure !== null || skipped.size > 0 ? performance.now() + this.opts.plumbingRetryMs : null;
+    this.scheduler.passAt('plumbing-retry', failure !== null || skipped.size > 0 ? this.clock.now() + this.opts.plumbingRetryMs : null);
 
     const statuses = new Map<string, EndpointStatus>();
     for (const [name, { ref, endpoint }] of local) {
@@ -702,7 +715,7 @@ export class Reconciler {
     this.lastStatuses = report.endpointStatuses;
     this.lastErrorText = null;
     if (this.firstApplyAt === null) {
-      this.firstApplyAt = performance.now();
+      this.firstApplyAt = this.clock.now();
       const seconds = (this.firstApplyAt - this.startedAt) / 1000;
       metrics?.initialResyncSeconds.set(seconds);
       this.log.info({ revision: report.revision, seconds: Number(seconds.toFixed(3)), bytes: report.bytesWritten }, 'initial dataplane sync complete');
@@ -733,24 +746,14 @@ export class Reconciler {
    * verification read; repeat.
    */
   private async run(): Promise<void> {
+    // Waits are cut into ticks so the watchdog sees the loop alive while idle.
     const tickMs = Math.min(10_000, this.opts.watchdogTimeoutMs / 3);
-    const waitFor = (ms: number) =>
-      new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.min(ms, tickMs));
-        function done(): void {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.wake = done;
-      }).then(() => {
-        this.wake = undefined;
-      });
     while (!this.stopped) {
-      this.lastTick = performance.now();
+      this.lastTick = this.clock.now();
       if (!this.mayProgram()) {
         // Not allowed to write (not in sync, or Ready false): the syncer marks us dirty on change.
         this.dirty = false;
-        await waitFor(Infinity);
+        await this.scheduler.sleep(tickMs);
         continue;
       }
       const finished = this.background;
@@ -759,26 +762,22 @@ export class Reconciler {
         this.judgeBackgroundRead(finished);
         continue;
       }
-      const now = performance.now();
-      const passDueAt = Math.min(
-        this.dirty || this.readBackPassDue ? this.lastApplyStartedAt + this.opts.minApplyIntervalMs : Infinity,
-        this.plumbingRetryAt ?? Infinity,
-      );
       const fullyCached = this.writers.every((writers) => this.known(writers));
       const verifyDueAt = fullyCached && this.background === undefined ? this.nextVerificationDueAt() : Infinity;
-      const dueAt = Math.min(passDueAt, verifyDueAt);
-      if (dueAt > now) {
-        await waitFor(dueAt - now);
+      const decision = this.scheduler.next(verifyDueAt);
+      if (decision.action === 'wait') {
+        await this.scheduler.sleep(Math.min(decision.ms, tickMs));
         continue;
       }
-      const verifyInPass = verifyDueAt <= now && this.verifyInPass;
-      if (passDueAt > now && !verifyInPass) {
+      const verifyInPass = decision.action === 'verify' && this.verifyInPass;
+      if (decision.action === 'verify' && !verifyInPass) {
         // Only a verification is due: read in the background, keep serving passes meanwhile.
         this.startBackgroundRead();
         continue;
       }
-      const reason = this.dirty ? 'datastore' : this.readBackPassDue || verifyInPass ? 'read-back' : 'plumbing-retry';
-      this.lastApplyStartedAt = now;
+      const retryOnly = decision.action === 'pass' && !this.dirty && !this.readBackPassDue && decision.reasons.includes('plumbing-retry');
+      const reason = this.dirty ? 'datastore' : retryOnly ? 'plumbing-retry' : 'read-back';
+      this.scheduler.passStarted(retryOnly ? ['plumbing-retry'] : []);
       await this.reconcile(reason, verifyInPass);
     }
   }

@@ -7,10 +7,10 @@
  * default options (backend `auto`) unless BACKENDS names one. No packets are sent: this measures
  * programming, not forwarding. Phases, per backend:
  *   1. cold start on an empty kernel → ready; restore calls/bytes; rules, chains, set members;
- *   2. floors, in a fresh namespace holding a copy of what the agent programmed (same tools, forked
- *      from a small helper process): full restore (ipsets, then both families side by side), one
- *      10-rule chain replaced, one set member added;
- *   3. warm restart (SIGTERM, start again) → ready; restore bytes written (target 0);
+ *   2. the agent stopped (SIGTERM), floors, in a fresh namespace holding a copy of what the agent
+ *      programmed (same tools, forked from a small helper process): full restore (ipsets, then
+ *      both families side by side), one 10-rule chain replaced, one set member added;
+ *   3. warm restart (start again) → ready; restore bytes written (target 0);
  *   4. single-profile rule change (one IPv4 rule's src_net edited, so one chain rewritten):
  *      etcd put → `/status` appliedRevision ≥ put revision, the same seen as the agent's
  *      `dataplane applied` log line arriving, and the agent's own `etcdToKernelMs`;
@@ -737,7 +737,8 @@ async function benchBackend(setting: string, etcd: EtcdInstance, client: Etcd3, 
     );
     const label = (what: string): string => `${what} (${setting === mode ? mode : `${setting} → ${mode}`})`;
 
-    // 2. Floors on a copy of that ruleset.
+    // 2. Floors on a copy of that ruleset, with the agent stopped (nothing else competes for the CPU).
+    const stopMs = await stopAgentProcess(agent);
     const floors = await measureFloors(ns, mode, registerNs);
     log(
       `floors (${mode}, same ruleset, fresh namespace): full restore ${f0(floors.fullRestoreMs)} ms; ` +
@@ -748,7 +749,6 @@ async function benchBackend(setting: string, etcd: EtcdInstance, client: Etcd3, 
     row(label('cold start restore calls / bytes'), `${cold.restoreCalls} / ${f0(cold.restoreBytes)} B`, '—', undefined, '—', undefined);
 
     // 3. Warm restart.
-    const stopMs = await stopAgentProcess(agent);
     agent = await startAgentProcess(etcd, ns, setting);
     const warmMs = await waitReady(agent, populatedRevision, 'warm restart');
     const warm = await counters(agent);

@@ -21,7 +21,7 @@ import type { AgentConfig } from './config.js';
 import { startHttpServer, type HttpServerHandle } from './http-server.js';
 import type { Logger } from './logger.js';
 import { createAgentMetrics, type AgentMetrics } from './metrics.js';
-import { Reconciler, type ApplyReport } from './reconciler.js';
+import { Reconciler, type ApplyReport, type EndpointStatus } from './reconciler.js';
 import { StatusReporter } from './status.js';
 import { Syncer } from './syncer.js';
 import { applyUpdates } from './updates.js';
@@ -98,7 +98,10 @@ interface Parts {
   status: StatusReporter;
 }
 
-async function buildParts(config: AgentConfig, deps: AgentDeps, onApplied: (report: ApplyReport) => void): Promise<Parts> {
+/** Where the reconciler's endpoint statuses go (the daemon: the status reporter). */
+type StatusSink = (statuses: ReadonlyMap<string, EndpointStatus>) => void;
+
+async function buildParts(config: AgentConfig, deps: AgentDeps, onStatuses: StatusSink): Promise<Parts> {
   const { log } = deps;
   const client = deps.client ?? createEtcdClient(config.etcd);
   const helper = deps.runner === undefined ? createHelperRunner(config.dataplaneNetns ? { netns: config.dataplaneNetns } : {}) : undefined;
@@ -135,7 +138,8 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, onApplied: (repo
     metrics,
     minApplyIntervalMs: config.minApplyIntervalMs,
     refreshIntervalMs: config.refreshIntervalMs,
-    onApplied,
+    onApplied: (report: ApplyReport) => onStatuses(report.endpointStatuses),
+    onEndpointStatuses: onStatuses,
   });
   const status = new StatusReporter({
     client,
@@ -152,8 +156,8 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, onApplied: (repo
 export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<Agent> {
   const { log } = deps;
   let status: StatusReporter | undefined;
-  const parts = await buildParts(config, { ...deps, metrics: deps.metrics ?? createAgentMetrics({ processMetrics: true }) }, (report) => {
-    void status?.update(report.endpointStatuses);
+  const parts = await buildParts(config, { ...deps, metrics: deps.metrics ?? createAgentMetrics({ processMetrics: true }) }, (statuses) => {
+    void status?.update(statuses);
   });
   status = parts.status;
   const { syncer, reconciler, metrics, graph } = parts;

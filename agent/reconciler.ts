@@ -134,6 +134,8 @@ export interface ReconcilerOptions {
   watchdogTimeoutMs?: number;
   /** Called after every successful pass (status reporting). */
   onApplied?: (report: ApplyReport) => void;
+  /** Called when a background plumbing run changed what is known of the endpoints' statuses. */
+  onEndpointStatuses?: (statuses: ReadonlyMap<string, EndpointStatus>) => void;
   /** Time source for scheduling, backoff and latency (default: the system's monotonic clock). */
   clock?: Clock;
 }
@@ -184,8 +186,8 @@ function countRules(writers: FamilyWriters, graph: CalcGraph): number {
 
 export class Reconciler {
   private readonly opts: Required<
-    Omit<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'clock'>
-  > & Pick<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied'>;
+    Omit<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'onEndpointStatuses' | 'clock'>
+  > & Pick<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'onEndpointStatuses'>;
   private readonly clock: Clock;
   /** When passes and verification reads run (min interval, coalescing, timed retries). */
   private readonly scheduler: Scheduler;
@@ -213,6 +215,8 @@ export class Reconciler {
   private postWriteCheckAt: number | null = null;
   private postWriteInterval: number;
   private plumbingDirty = true;
+  /** A background plumbing run (re-check or retry), at most one at a time. */
+  private plumbingJob: Promise<void> | undefined;
   private globalPlumbingDone = false;
   /** The local endpoints plumbing last ran for (objects are replaced on change, so identity suffices). */
   private lastLocalEndpoints: ReadonlyMap<string, EndpointInput> = new Map();
@@ -312,6 +316,7 @@ export class Reconciler {
     this.scheduler.wake();
     await this.loop;
     await this.background?.done;
+    await this.plumbingJob;
   }
 
   /**
@@ -320,7 +325,10 @@ export class Reconciler {
    * Rejects with ReconcilerFatalError when even the whole rewrite fails.
    */
   async reconcileOnce(reason = 'once'): Promise<ApplyReport | null> {
-    return this.reconcile(reason, false);
+    const report = await this.reconcile(reason, false);
+    if (report === null || this.plumbingJob === undefined) return report;
+    await this.plumbingJob;
+    return { ...report, endpointStatuses: this.lastStatuses };
   }
 
   /** `reconcileOnce`; `forceRead` reads the kernel even on the first attempt (in-pass verification). */
@@ -530,7 +538,7 @@ export class Reconciler {
       }
       const kernelDoneAt = this.clock.now();
 
-      const statuses = await this.syncPlumbing(this.graph.localEndpoints(), readBack || recheckPlumbing, reason === 'plumbing-retry');
+      const statuses = await this.syncPlumbing(this.graph.localEndpoints(), readBack || recheckPlumbing || reason === 'plumbing-retry');
       this.appliedRevisionValue = revision;
 
       const durationMs = this.clock.now() - started;
@@ -644,25 +652,39 @@ export class Reconciler {
   }
 
   /**
-   * Routes, proxy ARP/NDP and sysctls of local endpoints, when they changed, on read-back passes
-   * and (in `plumbing-retry` passes) while some interface is still missing. Failures here do not
-   * fail the pass: they show as `error` statuses and are retried. `local` is the graph's view,
-   * a new Map only when the local endpoints changed.
+   * Routes, proxy ARP/NDP and sysctls of local endpoints. When the local endpoints changed, the
+   * pass waits for them (a change is applied when its endpoint works). Re-checks (read-back
+   * passes) and retries for interfaces still missing (`plumbing-retry` passes) run in the
+   * background instead, so they never hold up the next datastore change; their statuses are
+   * reported through `onEndpointStatuses` when they end. Failures do not fail the pass: they
+   * show as `error` statuses and are retried. `local` is the graph's view, a new Map only when
+   * the local endpoints changed. Returns the statuses known at the end of the pass.
    */
-  private async syncPlumbing(
-    local: ReadonlyMap<string, EndpointInput>,
-    readBack: boolean,
-    retryPass: boolean,
-  ): Promise<ReadonlyMap<string, EndpointStatus>> {
+  private async syncPlumbing(local: ReadonlyMap<string, EndpointInput>, recheck: boolean): Promise<ReadonlyMap<string, EndpointStatus>> {
     const previous = this.lastLocalEndpoints;
     if (local !== previous && (local.size !== previous.size || [...local].some(([name, input]) => previous.get(name)?.endpoint !== input.endpoint))) {
       this.plumbingDirty = true;
     }
-    // Retries for missing interfaces run in their own passes, never delaying a datastore pass.
-    const retryDue = retryPass;
     const plumbing = this.opts.plumbing;
-    if (!plumbing || !(this.plumbingDirty || readBack || retryDue)) return this.statusesFor(local, this.lastStatuses);
+    if (plumbing && this.plumbingDirty) {
+      await this.plumbingJob;
+      return this.runPlumbing(plumbing, local);
+    }
+    if (plumbing && recheck && this.plumbingJob === undefined) {
+      this.plumbingJob = this.runPlumbing(plumbing, local)
+        .then((statuses) => {
+          this.lastStatuses = this.statusesFor(this.graph.localEndpoints(), statuses);
+          this.opts.onEndpointStatuses?.(this.lastStatuses);
+        })
+        .finally(() => {
+          this.plumbingJob = undefined;
+        });
+    }
+    return this.statusesFor(local, this.lastStatuses);
+  }
 
+  /** One plumbing run for `local`; schedules the next retry while an interface is missing or it failed. */
+  private async runPlumbing(plumbing: Plumbing, local: ReadonlyMap<string, EndpointInput>): Promise<ReadonlyMap<string, EndpointStatus>> {
     const skipped = new Map<string, string>();
     let failure: string | null = null;
     try {

@@ -10,6 +10,7 @@ import { describe, expect, test } from 'vitest';
 import { CalcGraph, defaultCompilerConfig, profileChainName, tagIpsetName } from '../../compiler/index.js';
 import type { IptablesBackend } from '../../agent/dataplane/iptables-backend.js';
 import { createFamilyDataplane } from '../../agent/dataplane/family-dataplane.js';
+import type { Plumbing } from '../../agent/dataplane/plumbing.js';
 import type { CommandResult, CommandRunner, RunOptions } from '../../agent/dataplane/types.js';
 import { silentLogger } from '../../agent/logger.js';
 import { Reconciler, ReconcilerFatalError, type DatastoreState, type ReconcilerOptions } from '../../agent/reconciler.js';
@@ -299,4 +300,63 @@ describe('daemon loop', () => {
       await looped.stop();
     }
   });
+
+  test('plumbing retries for a missing interface run beside the loop: a datastore change is applied while one hangs', async () => {
+    // FAKE plumbing (a test double): its interface is "missing" until told otherwise, and its
+    // runs can be held open, which a real kernel cannot be made to do on demand.
+    let release: (() => void) | undefined;
+    let hold = false;
+    let present = false;
+    const runs: string[] = [];
+    const plumbing: Plumbing = {
+      applyGlobal: async () => [],
+      reconcile: async (desired) => {
+        runs.push([...desired.keys()].join(','));
+        if (hold) await new Promise<void>((resolve) => (release = resolve));
+        return { skipped: present ? [] : [...desired.keys()].map((name) => ({ name, reason: 'missing' as const })), sysctlWrites: [], ipChanges: [] };
+      },
+    };
+    const statusEvents: string[] = [];
+    const { source, reconciler: looped } = setup({
+      plumbing,
+      plumbingRetryMs: 20,
+      minApplyIntervalMs: 1,
+      onEndpointStatuses: (statuses) => statusEvents.push([...statuses.values()].map((s) => s.status).join(',')),
+    });
+    const until = async (what: string, predicate: () => boolean): Promise<void> => {
+      const deadline = Date.now() + 5_000;
+      while (!predicate()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    looped.start((error) => {
+      throw error;
+    });
+    try {
+      // The first pass plumbs cali1 (in the pass): missing, so 'down', and a retry is scheduled.
+      await until('first pass', () => looped.applied);
+      expect(runs).toEqual(['cali1']);
+      expect([...looped.endpointStatuses.values()].map((s) => s.status)).toEqual(['down']);
+      // The retry runs and hangs.
+      hold = true;
+      await until('a retry in flight', () => runs.length === 2 && release !== undefined);
+      // A datastore change meanwhile is applied without waiting for it.
+      source.setProfile('WEB', { inbound_rules: [{ action: 'allow', protocol: 'tcp', dst_ports: [8080] }], outbound_rules: [{ action: 'allow' }] });
+      looped.markDirty({ receivedAt: performance.now() });
+      await until('the change applied', () => looped.appliedRevision === source.revision);
+      expect(runs).toHaveLength(2);
+      // The interface appears; the held retry ends; a later retry finds it: status 'up', reported.
+      present = true;
+      hold = false;
+      release!();
+      await until('status up reported', () => statusEvents.at(-1) === 'up');
+      expect([...looped.endpointStatuses.values()].map((s) => s.status)).toEqual(['up']);
+    } finally {
+      hold = false;
+      release?.();
+      await looped.stop();
+    }
+  });
 });
+

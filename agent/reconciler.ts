@@ -177,13 +177,6 @@ function decayingPeak(peak: number, sample: number): number {
   return Math.max(sample, peak * PEAK_KEEP);
 }
 
-function countRules(writers: FamilyWriters, graph: CalcGraph): number {
-  const desired = graph.desired(writers.dataplane.family);
-  let rules = 0;
-  for (const table of TABLES) for (const name of desired.chainNames(table)) rules += desired.chain(table, name)!.rules.length;
-  return rules;
-}
-
 export class Reconciler {
   private readonly opts: Required<
     Omit<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'onEndpointStatuses' | 'clock'>
@@ -747,7 +740,7 @@ export class Reconciler {
     if (report.etcdToKernelMs !== undefined) metrics?.datastoreToDataplaneSeconds.observe(report.etcdToKernelMs / 1000);
     metrics?.endpointsProgrammed.set(this.graph.localEndpoints().size);
     if (changed && metrics) {
-      for (const writers of this.writers) metrics.rulesProgrammed.set({ family: `v${writers.dataplane.family}` }, countRules(writers, this.graph));
+      for (const { dataplane } of this.writers) metrics.rulesProgrammed.set({ family: `v${dataplane.family}` }, this.graph.desired(dataplane.family).ruleCount);
     }
     const fields = {
       reason: report.reason,

@@ -25,8 +25,8 @@
  * - Every chain, set or member whose desired state changed since the previous `takeChanges()`
  *   is named in its result; a consumer that applies them to a copy of the previous desired state
  *   gets the current one. Names may be reported that did not end up changing.
- * - Inputs are never mutated; endpoints are kept compactly (interned profile ids, member-form
- *   addresses), and full objects only for this host's endpoints.
+ * - Inputs are never mutated; endpoints are kept compactly (one array of interned profile ids and
+ *   member-form addresses, EndpointRecord), and full objects only for this host's endpoints.
  */
 import type { Endpoint, IpVersion, Rules, Tags } from '../src/model/index.js';
 import { renderDispatchChains } from './dispatch-chains.js';
@@ -51,12 +51,27 @@ import type {
 const FAMILIES: readonly IpVersion[] = [4, 6];
 const NO_TAGS: readonly string[] = [];
 
-/** What the graph keeps of any endpoint: enough for tag membership. */
-interface EndpointRecord {
-  /** Unique profile ids, interned. */
-  profiles: readonly string[];
-  /** Unique ipset member forms per family (no /0: hash:net cannot hold one). */
-  addresses: Readonly<Record<IpVersion, readonly string[]>>;
+/**
+ * What the graph keeps of any endpoint, enough for tag membership, in one array (about 100 bytes
+ * where objects of arrays took about 300): its unique profile ids (interned), '', its unique
+ * IPv4 ipset members, '', its unique IPv6 members (no /0: hash:net cannot hold one). Neither a
+ * profile id nor a member is ever '', so the two '' mark the parts.
+ */
+type EndpointRecord = readonly string[];
+
+function packRecord(profiles: readonly string[], v4: readonly string[], v6: readonly string[]): EndpointRecord {
+  return [...profiles, '', ...v4, '', ...v6];
+}
+
+function profilesOf(record: EndpointRecord): readonly string[] {
+  return record.slice(0, record.indexOf(''));
+}
+
+/** Calls `visit` with each of the record's members of `family`. */
+function forEachMember(record: EndpointRecord, family: IpVersion, visit: (member: string) => void): void {
+  let i = record.indexOf('') + 1;
+  if (family === 6) i = record.indexOf('', i) + 1;
+  for (; i < record.length && record[i] !== ''; i++) visit(record[i]!);
 }
 
 /** This host's endpoint that won its interface. */
@@ -117,6 +132,8 @@ export interface DesiredFamily {
   hooks(table: TableName): readonly HookSpec[];
   ipset(name: string): DesiredIpset | undefined;
   ipsetNames(): Iterable<string>;
+  /** Rules in all chains of both tables. */
+  readonly ruleCount: number;
 }
 
 class ChangeLog {
@@ -143,6 +160,7 @@ class FamilyState implements DesiredFamily {
   readonly setsByTag = new Map<string, TagSet>();
   readonly setsByName = new Map<string, TagSet>();
   log = new ChangeLog();
+  ruleCount = 0;
 
   constructor(
     readonly family: IpVersion,
@@ -172,11 +190,16 @@ class FamilyState implements DesiredFamily {
     const before = this.tables[table].get(chain.name);
     if (before !== undefined && sameHashes(before.hashes, chain.hashes)) return;
     this.tables[table].set(chain.name, chain);
+    this.ruleCount += chain.rules.length - (before?.rules.length ?? 0);
     this.log.chains[table].add(chain.name);
   }
 
   removeChain(table: TableName, name: string): void {
-    if (this.tables[table].delete(name)) this.log.chains[table].add(name);
+    const before = this.tables[table].get(name);
+    if (before === undefined) return;
+    this.tables[table].delete(name);
+    this.ruleCount -= before.rules.length;
+    this.log.chains[table].add(name);
   }
 }
 
@@ -218,6 +241,8 @@ export class CalcGraph {
 
   // Profiles and their indexes.
   private readonly rules = new Map<string, Rules>();
+  /** Ids present in `rules` or `tags`, counted. */
+  private profilesPresent = 0;
   private readonly tags = new Map<string, readonly string[]>();
   /** Tag → profiles carrying it. */
   private readonly carriers = new Map<string, Set<string>>();
@@ -266,8 +291,10 @@ export class CalcGraph {
   setProfileRules(id: string, rules: Rules | undefined): void {
     const before = this.rules.get(id);
     if (before === rules) return;
+    const wasPresent = before !== undefined || this.tags.has(id);
     if (rules === undefined) this.rules.delete(id);
     else this.rules.set(this.intern(id), rules);
+    this.profilesPresent += Number(rules !== undefined || this.tags.has(id)) - Number(wasPresent);
     this.dirtyProfiles.add(id);
     // Presence decides the endpoint chains and used prefixes of the endpoints listing it.
     if ((before === undefined) !== (rules === undefined)) {
@@ -279,8 +306,10 @@ export class CalcGraph {
   setProfileTags(id: string, tags: Tags | undefined): void {
     const before = this.tags.get(id) ?? NO_TAGS;
     const after = tags === undefined ? NO_TAGS : unique(tags);
+    const wasPresent = this.tags.has(id) || this.rules.has(id);
     if (tags === undefined) this.tags.delete(id);
     else this.tags.set(id, after);
+    this.profilesPresent += Number(tags !== undefined || this.rules.has(id)) - Number(wasPresent);
     const profile = this.intern(id);
     for (const tag of before) {
       if (after.includes(tag)) continue;
@@ -303,7 +332,7 @@ export class CalcGraph {
     const before = this.endpoints.get(key);
     if (before !== undefined) {
       this.forEachTag(before, (tag) => this.contribute(before, tag, -1));
-      for (const profile of before.profiles) {
+      for (const profile of profilesOf(before)) {
         const members = this.members.get(profile)!;
         members.delete(before);
         if (members.size === 0) this.members.delete(profile);
@@ -314,7 +343,7 @@ export class CalcGraph {
     if (input === undefined) return;
     const record = this.recordOf(input.endpoint);
     this.endpoints.set(key, record);
-    for (const profile of record.profiles) {
+    for (const profile of profilesOf(record)) {
       let members = this.members.get(profile);
       if (members === undefined) this.members.set(profile, (members = new Set()));
       members.add(record);
@@ -356,8 +385,9 @@ export class CalcGraph {
     return this.localView;
   }
 
+  /** Profiles with rules or tags (or both). */
   get profileCount(): number {
-    return new Set([...this.rules.keys(), ...this.tags.keys()]).size;
+    return this.profilesPresent;
   }
   get endpointCount(): number {
     return this.endpoints.size;
@@ -445,15 +475,12 @@ export class CalcGraph {
 
   private recordOf(endpoint: Endpoint): EndpointRecord {
     const usable = (nets: readonly string[]) => unique(nets.filter((net) => !net.endsWith('/0')).map(memberForm));
-    return {
-      profiles: unique(endpoint.profile_ids).map((id) => this.intern(id)),
-      addresses: { 4: usable(endpoint.ipv4_nets), 6: usable(endpoint.ipv6_nets) },
-    };
+    return packRecord(unique(endpoint.profile_ids).map((id) => this.intern(id)), usable(endpoint.ipv4_nets), usable(endpoint.ipv6_nets));
   }
 
   /** Calls `visit` once per (profile of the record, tag of that profile): the record's contributions. */
   private forEachTag(record: EndpointRecord, visit: (tag: string) => void): void {
-    for (const profile of record.profiles) for (const tag of this.tags.get(profile) ?? NO_TAGS) visit(tag);
+    for (let i = 0; record[i] !== ''; i++) for (const tag of this.tags.get(record[i]!) ?? NO_TAGS) visit(tag);
   }
 
   /** Adds or removes one (endpoint, carrier) pair's addresses to the tag's sets that exist. */
@@ -462,10 +489,10 @@ export class CalcGraph {
       const state = this.families[family];
       const set = state.setsByTag.get(tag);
       if (set === undefined) continue;
-      for (const address of record.addresses[family]) {
+      forEachMember(record, family, (address) => {
         const count = increment(set.members, address, delta);
         if (count === 0 || count === delta) state.log.member(set.name, address);
-      }
+      });
     }
   }
 
@@ -617,7 +644,7 @@ export class CalcGraph {
     const set: TagSet = { tag, name: tagIpsetName(tag, state.family), members: new Map(), maxelem: 0 };
     for (const profile of this.carriers.get(tag) ?? []) {
       for (const record of this.members.get(profile) ?? []) {
-        for (const address of record.addresses[state.family]) increment(set.members, address, 1);
+        forEachMember(record, state.family, (address) => increment(set.members, address, 1));
       }
     }
     set.maxelem = ipsetMaxelem(set.members.size, this.config.maxIpsetSize);

@@ -88,9 +88,16 @@ describe('calculation graph', () => {
           for (const batch of batches) {
             for (const op of batch) store.apply(op);
             mirror.apply(graph, graph.takeChanges());
-            const oracle = compile(store.snapshot());
+            const snapshot = store.snapshot();
+            const oracle = compile(snapshot);
             mirror.expectEqual(oracle);
             expect(shape(graph.toSpec())).toEqual(shape(oracle));
+            // The counters kept on the way match the oracle too.
+            for (const family of [oracle.v4, oracle.v6]) {
+              const rules = [...family.tables.filter.chains.values(), ...family.tables.raw.chains.values()].reduce((n, c) => n + c.rules.length, 0);
+              expect(graph.desired(family.family).ruleCount).toBe(rules);
+            }
+            expect([graph.profileCount, graph.endpointCount]).toEqual([snapshot.profiles.size, snapshot.endpoints.size]);
           }
         },
       ),

@@ -101,23 +101,18 @@ interface Parts {
 /** Where the reconciler's endpoint statuses go (the daemon: the status reporter). */
 type StatusSink = (statuses: ReadonlyMap<string, EndpointStatus>) => void;
 
-async function buildParts(config: AgentConfig, deps: AgentDeps, onStatuses: StatusSink): Promise<Parts> {
+/**
+ * Builds the agent's parts. `listEarly` (the daemon) starts the syncer's list before the iptables
+ * backend is detected, so the two overlap (the list needs no dataplane; nothing is programmed
+ * before the reconciler exists and the list is complete).
+ */
+async function buildParts(config: AgentConfig, deps: AgentDeps, onStatuses: StatusSink, listEarly: boolean): Promise<Parts> {
   const { log } = deps;
   const client = deps.client ?? createEtcdClient(config.etcd);
   const helper = deps.runner === undefined ? createHelperRunner(config.dataplaneNetns ? { netns: config.dataplaneNetns } : {}) : undefined;
   const runner = deps.runner ?? helper!;
   const closeRunner = async (): Promise<void> => helper?.close();
   const metrics = deps.metrics ?? createAgentMetrics();
-  const backend = await selectIptablesBackend(runner, config.iptablesBackend).catch(async (error: unknown) => {
-    await closeRunner();
-    throw error;
-  });
-  log.info(
-    { backend: backend.mode, source: backend.source, reason: backend.reason, legacyRules: backend.legacyRules, nftRules: backend.nftRules, netns: config.dataplaneNetns },
-    backend.source === 'configured' ? 'iptables backend configured' : `iptables backend detected (${backend.reason})`,
-  );
-  const families: IpFamily[] = config.ipv6 ? [4, 6] : [4];
-  const dataplanes = families.map((family) => createFamilyDataplane({ runner, family, backend }));
 
   const graph = new CalcGraph(config.hostname, compilerConfigOf(config));
   let reconciler: Reconciler | undefined;
@@ -129,6 +124,20 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, onStatuses: Stat
     onUpdates: (updates) => applyUpdates(graph, updates),
     onChange: (change) => reconciler?.markDirty(change),
   });
+  if (listEarly) syncer.start();
+
+  const backend = await selectIptablesBackend(runner, config.iptablesBackend).catch(async (error: unknown) => {
+    await syncer.stop();
+    await closeRunner();
+    if (deps.client === undefined) client.close();
+    throw error;
+  });
+  log.info(
+    { backend: backend.mode, source: backend.source, reason: backend.reason, legacyRules: backend.legacyRules, nftRules: backend.nftRules, netns: config.dataplaneNetns },
+    backend.source === 'configured' ? 'iptables backend configured' : `iptables backend detected (${backend.reason})`,
+  );
+  const families: IpFamily[] = config.ipv6 ? [4, 6] : [4];
+  const dataplanes = families.map((family) => createFamilyDataplane({ runner, family, backend }));
   reconciler = new Reconciler({
     source: syncer,
     graph,
@@ -158,7 +167,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   let status: StatusReporter | undefined;
   const parts = await buildParts(config, { ...deps, metrics: deps.metrics ?? createAgentMetrics({ processMetrics: true }) }, (statuses) => {
     void status?.update(statuses);
-  });
+  }, true);
   status = parts.status;
   const { syncer, reconciler, metrics, graph } = parts;
 
@@ -188,7 +197,6 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const fatal = new Promise<never>((_, reject) => (rejectFatal = reject));
   fatal.catch(() => {}); // observed by whoever awaits it; never an unhandled rejection
 
-  syncer.start();
   reconciler.start((error) => {
     log.fatal({ err: error }, 'giving up on the dataplane; exiting so the supervisor restarts the agent');
     rejectFatal(error);
@@ -221,7 +229,7 @@ export interface OnceResult {
 /** `--once`: one list, one reconcile pass (or plan only with `dryRun`), then stop. Rejects with a one-line reason. */
 export async function runOnce(config: AgentConfig, deps: AgentDeps): Promise<OnceResult> {
   const started = performance.now();
-  const parts = await buildParts(config, deps, () => {});
+  const parts = await buildParts(config, deps, () => {}, false);
   const { syncer, reconciler, status } = parts;
   try {
     try {

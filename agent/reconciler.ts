@@ -128,8 +128,10 @@ export interface ReconcilerOptions {
   retryMaxMs?: number;
   /** Failed attempts before the whole-rewrite pass (default 5). */
   maxAttempts?: number;
-  /** Retry interval for endpoints whose interface is missing or down (default 1 s). */
+  /** First retry delay for endpoints whose interface is missing or down (default 1 s); it doubles per retry. */
   plumbingRetryMs?: number;
+  /** Cap of the doubling plumbing retry delay (default 30 s); a change of the local endpoints resets it. */
+  plumbingRetryMaxMs?: number;
   /** Liveness: the loop must tick at least this often (default 90 s). */
   watchdogTimeoutMs?: number;
   /** Called after every successful pass (status reporting). */
@@ -208,6 +210,10 @@ export class Reconciler {
   private postWriteCheckAt: number | null = null;
   private postWriteInterval: number;
   private plumbingDirty = true;
+  /** Kernel reads started before the first pass (while the syncer lists), per family; used once. */
+  private readonly prefetched = new Map<IpFamily, Promise<KernelFamilyState>>();
+  /** Delay of the next plumbing retry (doubles while interfaces stay missing). */
+  private plumbingRetryDelayMs: number;
   /** A background plumbing run (re-check or retry), at most one at a time. */
   private plumbingJob: Promise<void> | undefined;
   private globalPlumbingDone = false;
@@ -234,6 +240,7 @@ export class Reconciler {
       retryMaxMs: 1_000,
       maxAttempts: 5,
       plumbingRetryMs: 1_000,
+      plumbingRetryMaxMs: 30_000,
       watchdogTimeoutMs: 90_000,
       ...options,
     };
@@ -244,6 +251,7 @@ export class Reconciler {
     this.startedAt = this.clock.now();
     this.lastTick = this.startedAt;
     this.postWriteInterval = this.opts.postWriteCheckMinMs;
+    this.plumbingRetryDelayMs = this.opts.plumbingRetryMs;
     this.graph = options.graph;
     this.writers = options.dataplanes.map((dataplane) => {
       const desired = this.graph.desired(dataplane.family);
@@ -296,6 +304,7 @@ export class Reconciler {
   /** Runs the daemon loop in the background. `onFatal` is called once if the loop gives up. */
   start(onFatal: (error: Error) => void): void {
     if (this.loop) return;
+    this.prefetchKernel();
     this.loop = this.run().catch((error: unknown) => {
       const err = error instanceof Error ? error : new Error(String(error));
       this.fatalError = err;
@@ -372,8 +381,24 @@ export class Reconciler {
     return plans;
   }
 
+  /**
+   * Starts reading the kernel of every family whose state is unknown, so the first pass (which
+   * waits for the datastore list) finds the read done. Nothing is written before that pass, so
+   * the read is still current when it is adopted.
+   */
+  private prefetchKernel(): void {
+    for (const writers of this.writers) {
+      const family = writers.dataplane.family;
+      if (this.known(writers) || this.prefetched.has(family)) continue;
+      const read = this.read(writers.dataplane);
+      read.catch(() => {}); // a failed prefetch is read again by the pass
+      this.prefetched.set(family, read);
+    }
+  }
+
   /** Every writer's cached kernel state becomes unknown: the next pass reads the kernel first. */
   private forgetKernel(): void {
+    this.prefetched.clear();
     for (const writers of this.writers) {
       for (const table of TABLES) writers.tables[table].forget();
       writers.ipsets.forget();
@@ -450,7 +475,10 @@ export class Reconciler {
       const readStarted = this.clock.now();
       await Promise.all(
         toRead.map(async (writers) => {
-          const state = await this.read(writers.dataplane);
+          const family = writers.dataplane.family;
+          const prefetched = mode.forceRead ? undefined : this.prefetched.get(family);
+          this.prefetched.delete(family);
+          const state = (await prefetched?.catch(() => undefined)) ?? (await this.read(writers.dataplane));
           for (const table of TABLES) writers.tables[table].adopt(state.tables[table]);
           writers.ipsets.adopt(state.ipsets);
         }),
@@ -497,10 +525,13 @@ export class Reconciler {
         if (failed) throw failed.reason;
       };
       await eachFamily(async ({ dataplane, tables, ipsets }) => {
-        await write(dataplane, 'ipset', undefined, ipsets.planUpdates());
+        // The tables' text is rendered while the ipset restore runs (in its own process).
+        const ipsetWrite = write(dataplane, 'ipset', undefined, ipsets.planUpdates());
+        const tableTexts = TABLES.map((table) => tables[table].planUpdates());
+        await ipsetWrite;
         ipsets.commitUpdates();
-        for (const table of TABLES) {
-          await write(dataplane, 'iptables-restore', table, tables[table].planUpdates());
+        for (const [i, table] of TABLES.entries()) {
+          await write(dataplane, 'iptables-restore', table, tableTexts[i]!);
           tables[table].commitUpdates();
         }
       });
@@ -657,6 +688,7 @@ export class Reconciler {
     const previous = this.lastLocalEndpoints;
     if (local !== previous && (local.size !== previous.size || [...local].some(([name, input]) => previous.get(name)?.endpoint !== input.endpoint))) {
       this.plumbingDirty = true;
+      this.plumbingRetryDelayMs = this.opts.plumbingRetryMs;
     }
     const plumbing = this.opts.plumbing;
     if (plumbing && this.plumbingDirty) {
@@ -697,7 +729,9 @@ export class Reconciler {
     }
     this.lastLocalEndpoints = local;
     this.plumbingDirty = failure !== null;
-    this.scheduler.passAt('plumbing-retry', failure !== null || skipped.size > 0 ? this.clock.now() + this.opts.plumbingRetryMs : null);
+    const retry = failure !== null || skipped.size > 0;
+    this.scheduler.passAt('plumbing-retry', retry ? this.clock.now() + this.plumbingRetryDelayMs : null);
+    this.plumbingRetryDelayMs = retry ? Math.min(2 * this.plumbingRetryDelayMs, this.opts.plumbingRetryMaxMs) : this.opts.plumbingRetryMs;
 
     const statuses = new Map<string, EndpointStatus>();
     for (const [name, { ref, endpoint }] of local) {

@@ -11,6 +11,7 @@ import { CalcGraph, defaultCompilerConfig, profileChainName, tagIpsetName } from
 import type { IptablesBackend } from '../../agent/dataplane/iptables-backend.js';
 import { createFamilyDataplane } from '../../agent/dataplane/family-dataplane.js';
 import type { Plumbing } from '../../agent/dataplane/plumbing.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import type { CommandResult, CommandRunner, RunOptions } from '../../agent/dataplane/types.js';
 import { silentLogger } from '../../agent/logger.js';
 import { Reconciler, ReconcilerFatalError, type DatastoreState, type ReconcilerOptions } from '../../agent/reconciler.js';
@@ -356,6 +357,57 @@ describe('daemon loop', () => {
       hold = false;
       release?.();
       await looped.stop();
+    }
+  });
+
+  test('on a fake clock: retries for a missing interface back off, doubling up to the cap; a local change resets them', async () => {
+    // FAKE plumbing (a test double): the interface stays missing, which the test can then end.
+    const runs: number[] = [];
+    let present = false;
+    const clock = new FakeClock();
+    const plumbing: Plumbing = {
+      applyGlobal: async () => [],
+      reconcile: async (desired) => {
+        runs.push(clock.now());
+        return { skipped: present ? [] : [...desired.keys()].map((name) => ({ name, reason: 'missing' as const })), sysctlWrites: [], ipChanges: [] };
+      },
+    };
+    const { source, reconciler: looped } = setup({ plumbing, clock, plumbingRetryMs: 100, plumbingRetryMaxMs: 400, minApplyIntervalMs: 10 });
+    const settle = async (): Promise<void> => {
+      for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    };
+    looped.start((error) => {
+      throw error;
+    });
+    try {
+      await settle();
+      const start = runs[0]!;
+      expect(runs).toEqual([start]);
+      for (let step = 0; step < 16; step++) {
+        clock.advance(50);
+        await settle();
+      }
+      // Retries at +100, +300 (100 + 200), +700 (then capped at 400: +1100 would be next).
+      expect(runs.map((at) => at - start)).toEqual([0, 100, 300, 700]);
+      // A change of the local endpoints plumbs at once and resets the delay to 100.
+      source.setEndpoint(ep1, { state: 'active', name: 'cali1', profile_ids: ['WEB'], ipv4_nets: ['192.0.2.9/32'] });
+      looped.markDirty({ receivedAt: clock.now() });
+      await settle();
+      const changedAt = clock.now();
+      expect(runs.at(-1)).toBe(changedAt);
+      present = true;
+      clock.advance(100);
+      await settle();
+      expect(runs.at(-1)).toBe(changedAt + 100);
+      // Nothing missing any more: no further retries.
+      const count = runs.length;
+      clock.advance(5_000);
+      await settle();
+      expect(runs).toHaveLength(count);
+    } finally {
+      const stopping = looped.stop();
+      clock.advance(100_000);
+      await stopping;
     }
   });
 });

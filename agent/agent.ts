@@ -13,6 +13,7 @@ import type { Etcd3 } from 'etcd3';
 import { CalcGraph, defaultCompilerConfig, type CompilerConfig, type FamilyPlan, type IpFamily } from '../compiler/index.js';
 import { createEtcdClient } from '../src/datastore/client.js';
 import { createHelperRunner } from './dataplane/exec-helper.js';
+import { IpsetSession } from './dataplane/ipset-session.js';
 import { createFamilyDataplane } from './dataplane/family-dataplane.js';
 import { selectIptablesBackend } from './dataplane/iptables-backend.js';
 import { createPlumbing } from './dataplane/plumbing.js';
@@ -21,7 +22,8 @@ import type { AgentConfig } from './config.js';
 import { startHttpServer, type HttpServerHandle } from './http-server.js';
 import type { Logger } from './logger.js';
 import { createAgentMetrics, type AgentMetrics } from './metrics.js';
-import { Reconciler, type ApplyReport, type EndpointStatus } from './reconciler.js';
+import type { EndpointStatus } from './endpoint-plumber.js';
+import { Reconciler, type ApplyReport } from './reconciler.js';
 import { StatusReporter } from './status.js';
 import { Syncer } from './syncer.js';
 import { applyUpdates } from './updates.js';
@@ -32,7 +34,8 @@ export interface AgentDeps {
   client?: Etcd3;
   /**
    * Defaults to a helper-process runner (exec-helper.ts) for `config.dataplaneNetns`, started
-   * here, before the heap grows, and closed when the agent stops.
+   * here, before the heap grows, and closed when the agent stops; with it, an interactive ipset
+   * session (ipset-session.ts) for small ipset updates.
    */
   runner?: CommandRunner;
   metrics?: AgentMetrics;
@@ -111,7 +114,12 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, onStatuses: Stat
   const client = deps.client ?? createEtcdClient(config.etcd);
   const helper = deps.runner === undefined ? createHelperRunner(config.dataplaneNetns ? { netns: config.dataplaneNetns } : {}) : undefined;
   const runner = deps.runner ?? helper!;
-  const closeRunner = async (): Promise<void> => helper?.close();
+  // Small ipset updates go through one interactive `ipset -` (only with the real runner).
+  const ipsetSession = helper === undefined ? undefined : new IpsetSession(config.dataplaneNetns);
+  const closeRunner = async (): Promise<void> => {
+    await ipsetSession?.close();
+    await helper?.close();
+  };
   const metrics = deps.metrics ?? createAgentMetrics();
 
   const graph = new CalcGraph(config.hostname, compilerConfigOf(config));
@@ -137,7 +145,7 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, onStatuses: Stat
     backend.source === 'configured' ? 'iptables backend configured' : `iptables backend detected (${backend.reason})`,
   );
   const families: IpFamily[] = config.ipv6 ? [4, 6] : [4];
-  const dataplanes = families.map((family) => createFamilyDataplane({ runner, family, backend }));
+  const dataplanes = families.map((family) => createFamilyDataplane({ runner, family, backend, ...(ipsetSession ? { ipsetSession } : {}) }));
   reconciler = new Reconciler({
     source: syncer,
     graph,

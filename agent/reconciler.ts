@@ -58,14 +58,13 @@
  * logs `etcdToKernelMs` measured from the receipt of the oldest event it covers.
  */
 import { planFamily, type CalcGraph, type FamilyPlan, type IpFamily, type KernelFamilyState, type TableName } from '../compiler/index.js';
-import type { EndpointInput } from '../compiler/types.js';
-import { endpointKey, type EndpointRef } from '../src/model/index.js';
 import { CommandError } from './dataplane/command-runner.js';
 import { IpsetWriter } from './dataplane/ipset-writer.js';
-import { desiredPlumbing, type Plumbing } from './dataplane/plumbing.js';
+import type { Plumbing } from './dataplane/plumbing.js';
 import { TableWriter } from './dataplane/table-writer.js';
 import type { FamilyDataplane } from './dataplane/types.js';
 import type { Logger } from './logger.js';
+import { EndpointPlumber, type EndpointStatus } from './endpoint-plumber.js';
 import type { AgentMetrics } from './metrics.js';
 import { Scheduler, clockSleep, systemClock, type Clock } from './scheduler.js';
 
@@ -77,12 +76,6 @@ export interface DatastoreState {
   readonly revision: number;
 }
 
-export type EndpointStatusValue = 'up' | 'down' | 'error';
-
-export interface EndpointStatus {
-  ref: EndpointRef;
-  status: EndpointStatusValue;
-}
 
 /** The outcome of one successful pass. */
 export interface ApplyReport {
@@ -209,16 +202,11 @@ export class Reconciler {
   private lastVerifiedAt = -Infinity;
   private postWriteCheckAt: number | null = null;
   private postWriteInterval: number;
-  private plumbingDirty = true;
+
   /** Kernel reads started before the first pass (while the syncer lists), per family; used once. */
   private readonly prefetched = new Map<IpFamily, Promise<KernelFamilyState>>();
-  /** Delay of the next plumbing retry (doubles while interfaces stay missing). */
-  private plumbingRetryDelayMs: number;
-  /** A background plumbing run (re-check or retry), at most one at a time. */
-  private plumbingJob: Promise<void> | undefined;
-  private globalPlumbingDone = false;
-  /** The local endpoints plumbing last ran for (objects are replaced on change, so identity suffices). */
-  private lastLocalEndpoints: ReadonlyMap<string, EndpointInput> = new Map();
+  /** Routes, sysctls and the endpoint statuses that follow (endpoint-plumber.ts). */
+  private readonly plumber: EndpointPlumber;
   private appliedRevisionValue = 0;
   private firstApplyAt: number | null = null;
   private readonly startedAt: number;
@@ -228,7 +216,6 @@ export class Reconciler {
   private pausedLogged = false;
   private stopped = false;
   private loop: Promise<void> | undefined;
-  private lastStatuses: ReadonlyMap<string, EndpointStatus> = new Map();
 
   constructor(options: ReconcilerOptions) {
     this.opts = {
@@ -251,7 +238,16 @@ export class Reconciler {
     this.startedAt = this.clock.now();
     this.lastTick = this.startedAt;
     this.postWriteInterval = this.opts.postWriteCheckMinMs;
-    this.plumbingRetryDelayMs = this.opts.plumbingRetryMs;
+    this.plumber = new EndpointPlumber({
+      plumbing: options.plumbing,
+      scheduler: this.scheduler,
+      clock: this.clock,
+      log: this.log,
+      metrics: options.metrics,
+      retryMs: this.opts.plumbingRetryMs,
+      retryMaxMs: this.opts.plumbingRetryMaxMs,
+      onStatuses: options.onEndpointStatuses,
+    });
     this.graph = options.graph;
     this.writers = options.dataplanes.map((dataplane) => {
       const desired = this.graph.desired(dataplane.family);
@@ -283,7 +279,7 @@ export class Reconciler {
     return this.fatalError;
   }
   get endpointStatuses(): ReadonlyMap<string, EndpointStatus> {
-    return this.lastStatuses;
+    return this.plumber.statuses;
   }
 
   /** Liveness: the loop ticked recently and has not given up. */
@@ -318,7 +314,7 @@ export class Reconciler {
     this.scheduler.wake();
     await this.loop;
     await this.background?.done;
-    await this.plumbingJob;
+    await this.plumber.settled();
   }
 
   /**
@@ -328,9 +324,9 @@ export class Reconciler {
    */
   async reconcileOnce(reason = 'once'): Promise<ApplyReport | null> {
     const report = await this.reconcile(reason, false);
-    if (report === null || this.plumbingJob === undefined) return report;
-    await this.plumbingJob;
-    return { ...report, endpointStatuses: this.lastStatuses };
+    if (report === null) return report;
+    await this.plumber.settled();
+    return { ...report, endpointStatuses: this.plumber.statuses };
   }
 
   /** `reconcileOnce`; `forceRead` reads the kernel even on the first attempt (in-pass verification). */
@@ -562,7 +558,7 @@ export class Reconciler {
       }
       const kernelDoneAt = this.clock.now();
 
-      const statuses = await this.syncPlumbing(this.graph.localEndpoints(), readBack || recheckPlumbing || reason === 'plumbing-retry');
+      const statuses = await this.plumber.sync(this.graph.localEndpoints(), readBack || recheckPlumbing || reason === 'plumbing-retry');
       this.appliedRevisionValue = revision;
 
       const durationMs = this.clock.now() - started;
@@ -675,93 +671,9 @@ export class Reconciler {
     }
   }
 
-  /**
-   * Routes, proxy ARP/NDP and sysctls of local endpoints. When the local endpoints changed, the
-   * pass waits for them (a change is applied when its endpoint works). Re-checks (read-back
-   * passes) and retries for interfaces still missing (`plumbing-retry` passes) run in the
-   * background instead, so they never hold up the next datastore change; their statuses are
-   * reported through `onEndpointStatuses` when they end. Failures do not fail the pass: they
-   * show as `error` statuses and are retried. `local` is the graph's view, a new Map only when
-   * the local endpoints changed. Returns the statuses known at the end of the pass.
-   */
-  private async syncPlumbing(local: ReadonlyMap<string, EndpointInput>, recheck: boolean): Promise<ReadonlyMap<string, EndpointStatus>> {
-    const previous = this.lastLocalEndpoints;
-    if (local !== previous && (local.size !== previous.size || [...local].some(([name, input]) => previous.get(name)?.endpoint !== input.endpoint))) {
-      this.plumbingDirty = true;
-      this.plumbingRetryDelayMs = this.opts.plumbingRetryMs;
-    }
-    const plumbing = this.opts.plumbing;
-    if (plumbing && this.plumbingDirty) {
-      await this.plumbingJob;
-      return this.runPlumbing(plumbing, local);
-    }
-    if (plumbing && recheck && this.plumbingJob === undefined) {
-      this.plumbingJob = this.runPlumbing(plumbing, local)
-        .then((statuses) => {
-          this.lastStatuses = this.statusesFor(this.graph.localEndpoints(), statuses);
-          this.opts.onEndpointStatuses?.(this.lastStatuses);
-        })
-        .finally(() => {
-          this.plumbingJob = undefined;
-        });
-    }
-    return this.statusesFor(local, this.lastStatuses);
-  }
-
-  /** One plumbing run for `local`; schedules the next retry while an interface is missing or it failed. */
-  private async runPlumbing(plumbing: Plumbing, local: ReadonlyMap<string, EndpointInput>): Promise<ReadonlyMap<string, EndpointStatus>> {
-    const skipped = new Map<string, string>();
-    let failure: string | null = null;
-    try {
-      if (!this.globalPlumbingDone) {
-        await plumbing.applyGlobal();
-        this.globalPlumbingDone = true;
-      }
-      const report = await plumbing.reconcile(desiredPlumbing(local));
-      for (const { name, reason } of report.skipped) skipped.set(name, reason);
-      if (report.ipChanges.length > 0 || report.sysctlWrites.length > 0) {
-        this.log.info({ ipChanges: report.ipChanges.length, sysctls: report.sysctlWrites.length }, 'endpoint plumbing updated');
-      }
-    } catch (error) {
-      failure = error instanceof Error ? error.message : String(error);
-      this.opts.metrics?.applyFailures.inc({ stage: 'plumbing' });
-      this.log.warn({ err: error }, 'endpoint plumbing failed; will retry');
-    }
-    this.lastLocalEndpoints = local;
-    this.plumbingDirty = failure !== null;
-    const retry = failure !== null || skipped.size > 0;
-    this.scheduler.passAt('plumbing-retry', retry ? this.clock.now() + this.plumbingRetryDelayMs : null);
-    this.plumbingRetryDelayMs = retry ? Math.min(2 * this.plumbingRetryDelayMs, this.opts.plumbingRetryMaxMs) : this.opts.plumbingRetryMs;
-
-    const statuses = new Map<string, EndpointStatus>();
-    for (const [name, { ref, endpoint }] of local) {
-      let status: EndpointStatusValue = 'up';
-      if (endpoint.state !== 'active' || skipped.has(name)) status = 'down';
-      else if (failure !== null) status = 'error';
-      statuses.set(endpointKey(ref), { ref, status });
-    }
-    return statuses;
-  }
-
-  /** Statuses when plumbing did not run: previous results for known endpoints, state for new ones. */
-  private statusesFor(
-    local: ReadonlyMap<string, EndpointInput>,
-    previous: ReadonlyMap<string, EndpointStatus>,
-  ): ReadonlyMap<string, EndpointStatus> {
-    const statuses = new Map<string, EndpointStatus>();
-    for (const { ref, endpoint } of local.values()) {
-      const key = endpointKey(ref);
-      const status: EndpointStatusValue =
-        endpoint.state !== 'active' ? 'down' : this.opts.plumbing ? previous.get(key)?.status ?? 'up' : 'up';
-      statuses.set(key, { ref, status });
-    }
-    return statuses;
-  }
-
   /** Records a successful pass; `changed`: the desired state may have changed (rule counts are recounted). */
   private recordSuccess(report: ApplyReport, changed: boolean): void {
     const { metrics } = this.opts;
-    this.lastStatuses = report.endpointStatuses;
     this.lastErrorText = null;
     if (this.firstApplyAt === null) {
       this.firstApplyAt = this.clock.now();

@@ -16,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import type { Etcd3, IRequestOp, Lease } from 'etcd3';
 import { endpointStatusKey, hostLastReportedKey, hostStatusKey, hostStatusPrefix } from '../src/model/index.js';
 import type { Logger } from './logger.js';
-import type { EndpointStatus } from './reconciler.js';
+import type { EndpointStatus } from './endpoint-plumber.js';
 
 export interface StatusReporterOptions {
   client: Etcd3;

@@ -7,11 +7,13 @@
  * - Members are in the form `ipset save` prints for hash:net: host prefixes (/32, /128) bare,
  *   lower-case IPv6, so they compare equal to IpsetSpec members.
  * - `ipset restore` is NOT atomic: lines apply one at a time, so after a failure part of the input
- *   may have been applied. The caller must re-read before planning again.
+ *   may have been applied. The caller must re-read before planning again. The same holds for
+ *   small updates sent through an interactive session (ipset-session.ts).
  */
 import type { KernelIpsetState } from '../../compiler/types.js';
 import { isOwnedIpset } from '../../compiler/names.js';
 import { runChecked } from './command-runner.js';
+import type { IpsetSession } from './ipset-session.js';
 import type { CommandResult, CommandRunner } from './types.js';
 
 export type IpsetFamily = 'inet' | 'inet6';
@@ -69,13 +71,27 @@ export interface IpsetIo {
   apply(input: string): Promise<CommandResult>;
 }
 
-export function createIpsetIo(runner: CommandRunner): IpsetIo {
+/** Updates of at most this many lines go through the interactive session (when there is one). */
+export const SESSION_MAX_LINES = 100;
+
+/**
+ * `session`: small updates (member deltas) go through it, each line a fraction of a millisecond;
+ * larger ones, and every update when it cannot start, through `ipset restore`.
+ */
+export function createIpsetIo(runner: CommandRunner, session?: IpsetSession): IpsetIo {
   return {
     async read(family) {
       const result = await runChecked(runner, ['ipset', 'save']);
       return { sets: parseIpsetSave(result.stdout, family), result };
     },
-    apply(input) {
+    async apply(input) {
+      let lines = 0;
+      for (let at = input.indexOf('\n'); at >= 0 && lines <= SESSION_MAX_LINES; at = input.indexOf('\n', at + 1)) lines++;
+      if (session?.usable && lines <= SESSION_MAX_LINES) {
+        const started = performance.now();
+        await session.apply(input);
+        return { code: 0, stdout: '', stderr: '', durationMs: performance.now() - started };
+      }
       return runChecked(runner, ['ipset', 'restore'], { input });
     },
   };

@@ -6,7 +6,7 @@
 import type { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { silentLogger } from '../../agent/logger.js';
-import type { EndpointStatus } from '../../agent/reconciler.js';
+import type { EndpointStatus } from '../../agent/endpoint-plumber.js';
 import { StatusReporter } from '../../agent/status.js';
 import { createEtcdClient } from '../../src/datastore/client.js';
 import { endpointKey, endpointStatusKey, hostStatusPrefix, type EndpointRef } from '../../src/model/index.js';

@@ -1,0 +1,102 @@
+/**
+ * The interactive ipset session against real ipset in a network namespace: batches apply in
+ * order and resolve when done, an error line fails its own batch only (with the input and the
+ * error), a killed session fails what is in flight and the next batch starts a new one, and the
+ * ipset IO routes small updates through the session and large ones through `ipset restore`.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CommandError, createCommandRunner } from '../../../agent/dataplane/command-runner.js';
+import { IpsetSession } from '../../../agent/dataplane/ipset-session.js';
+import { SESSION_MAX_LINES, createIpsetIo } from '../../../agent/dataplane/ipsets.js';
+import { createNetns, type Netns } from '../../helpers/netns.js';
+import { recording } from './recording-runner.js';
+
+let ns: Netns;
+let session: IpsetSession;
+beforeAll(async () => {
+  ns = await createNetns('ipset-session');
+  await ns.exec(['ipset', 'create', 'cali4-tag-S', 'hash:net', 'family', 'inet']);
+  session = new IpsetSession(ns.name);
+});
+afterAll(async () => {
+  await session?.close();
+  await ns?.destroy();
+});
+
+const members = async (): Promise<string[]> =>
+  (await ns.exec(['ipset', 'list', 'cali4-tag-S'])).stdout.split('Members:\n')[1]!.split('\n').filter(Boolean).sort();
+
+describe('IpsetSession', () => {
+  it('applies batches in order, concurrently submitted, each resolving when its lines have run', async () => {
+    await Promise.all([
+      session.apply('add cali4-tag-S 192.0.2.1\nadd cali4-tag-S 192.0.2.2\n'),
+      session.apply('del cali4-tag-S 192.0.2.1\n'),
+      session.apply('add cali4-tag-S 192.0.2.3\n\n'),
+    ]);
+    expect(await members()).toEqual(['192.0.2.2', '192.0.2.3']);
+    await session.apply('');
+  });
+
+  it('an error fails only its own batch, with the input and the error; warnings do not', async () => {
+    const bad = 'add cali4-tag-S 192.0.2.4\ndel cali4-tag-S 198.51.100.99\n';
+    const [first, second, third] = await Promise.allSettled([
+      session.apply('add cali4-tag-S 192.0.2.5\n'),
+      session.apply(bad),
+      session.apply('test cali4-tag-S 192.0.2.5\n'),
+    ]);
+    expect(first.status).toBe('fulfilled');
+    expect(third.status).toBe('fulfilled'); // `test` answers with a Warning: line
+    expect(second.status).toBe('rejected');
+    const error = (second as PromiseRejectedResult).reason as CommandError;
+    expect(error).toBeInstanceOf(CommandError);
+    expect(error.kind).toBe('rejected');
+    expect(error.input).toBe(bad);
+    expect(error.stderr).toMatch(/it's not added/);
+    // Not atomic, like ipset restore: the line before the error was applied.
+    expect(await members()).toContain('192.0.2.4');
+  });
+
+  it('a killed session fails the batch in flight; the next one starts a new process', async () => {
+    await session.apply('add cali4-tag-S 192.0.2.6\n');
+    const pid = session.pid!;
+    process.kill(pid, 'SIGKILL');
+    const lost = await session.apply('add cali4-tag-S 192.0.2.7\n').catch((error: unknown) => error);
+    // Either the batch was written before the kill was noticed (transient failure) or after (a new process ran it).
+    if (lost instanceof CommandError) expect(lost.kind).toBe('transient');
+    await session.apply('add cali4-tag-S 192.0.2.8\n');
+    expect(session.pid).not.toBe(pid);
+    expect(await members()).toContain('192.0.2.8');
+  });
+
+  it('the ipset IO sends small updates through the session and large ones through ipset restore', async () => {
+    const runner = recording(createCommandRunner({ netns: ns.name }));
+    const io = createIpsetIo(runner, session);
+    await io.apply('del cali4-tag-S 192.0.2.8\n');
+    expect(runner.commands).toEqual([]);
+    const large = Array.from({ length: SESSION_MAX_LINES + 1 }, (_, i) => `add cali4-tag-S 10.9.${i >> 8}.${i & 255}\n`).join('');
+    await io.apply(large);
+    expect(runner.commands.map((c) => c.argv)).toEqual([['ipset', 'restore']]);
+    expect((await members()).filter((m) => m.startsWith('10.9.'))).toHaveLength(SESSION_MAX_LINES + 1);
+    expect(await members()).not.toContain('192.0.2.8');
+  });
+
+  it('a session whose program exits at once fails transiently; one that cannot start is marked unusable', async () => {
+    const exits = new IpsetSession('no-such-namespace-xyz');
+    const failed = await exits.apply('add x 192.0.2.1\n').catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(CommandError);
+    expect((failed as CommandError).kind).toBe('transient');
+    expect(exits.usable).toBe(true);
+    await exits.close();
+
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      const missing = new IpsetSession();
+      const error = await missing.apply('add x 192.0.2.1\n').catch((e: unknown) => e);
+      expect((error as CommandError).message).toMatch(/ipset session could not start/);
+      expect(missing.usable).toBe(false);
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+});

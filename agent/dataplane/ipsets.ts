@@ -13,6 +13,7 @@
 import type { KernelIpsetState } from '../../compiler/types.js';
 import { isOwnedIpset } from '../../compiler/names.js';
 import { runChecked } from './command-runner.js';
+import { detach } from './detach.js';
 import type { IpsetSession } from './ipset-session.js';
 import type { CommandResult, CommandRunner } from './types.js';
 
@@ -46,7 +47,7 @@ export function parseIpsetSave(text: string, family: IpsetFamily): Map<string, K
       if (!set) continue; // not ours, or not this family
       const memberEnd = line.indexOf(' ', end + 1);
       const member = memberEnd < 0 ? line.slice(end + 1) : line.slice(end + 1, memberEnd);
-      set.members.add(normaliseMember(member.trim(), set.family));
+      set.members.add(detach(normaliseMember(member.trim(), set.family)));
     } else if (line.startsWith('create ')) {
       const words = line.trim().split(/\s+/);
       const name = words[1] ?? '';
@@ -58,7 +59,8 @@ export function parseIpsetSave(text: string, family: IpsetFamily): Map<string, K
       const setFamily = option('family') === 'inet6' ? 'inet6' : 'inet';
       if (setFamily !== family) continue;
       const maxelem = Number(option('maxelem') ?? DEFAULT_MAXELEM);
-      sets.set(name, { name, family: setFamily, type: words[2] ?? '', maxelem, members: new Set() });
+      const kept = detach(name);
+      sets.set(kept, { name: kept, family: setFamily, type: detach(words[2] ?? ''), maxelem, members: new Set() });
     }
   }
   return sets;

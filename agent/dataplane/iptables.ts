@@ -14,6 +14,7 @@
 import type { IpFamily, KernelTableState, TableName, BuiltinRule } from '../../compiler/types.js';
 import { HASH_COMMENT_PREFIX, isOwnedChain } from '../../compiler/names.js';
 import { runChecked } from './command-runner.js';
+import { detach } from './detach.js';
 import type { IptablesBackend } from './iptables-backend.js';
 import type { CommandResult, CommandRunner } from './types.js';
 
@@ -100,7 +101,7 @@ export function parseIptablesSave(text: string, table: TableName): KernelTableSt
     }
     if (line.startsWith(':')) {
       const name = line.slice(1).split(' ')[0] ?? '';
-      if (isOwnedChain(name)) chains.set(name, []);
+      if (isOwnedChain(name)) chains.set(detach(name), []);
       else if (hooked.has(name)) builtins.set(name, []);
       continue;
     }
@@ -108,14 +109,17 @@ export function parseIptablesSave(text: string, table: TableName): KernelTableSt
     const nameEnd = line.indexOf(' ', 3);
     const name = nameEnd < 0 ? line.slice(3) : line.slice(3, nameEnd);
     const rule = nameEnd < 0 ? '' : line.slice(nameEnd + 1);
+    // What is kept is detached from the save output (detach.ts), which is then freed.
     if (isOwnedChain(name)) {
       let hashes = chains.get(name);
-      if (!hashes) chains.set(name, (hashes = []));
-      hashes.push(extractHash(rule));
+      if (!hashes) chains.set(detach(name), (hashes = []));
+      const hash = extractHash(rule);
+      hashes.push(hash === null ? null : detach(hash));
     } else if (hooked.has(name)) {
       let rules = builtins.get(name);
       if (!rules) builtins.set(name, (rules = []));
-      rules.push({ hash: extractHash(rule), rule });
+      const hash = extractHash(rule);
+      rules.push({ hash: hash === null ? null : detach(hash), rule: detach(rule) });
     }
   }
   return { chains, builtins };

@@ -16,15 +16,12 @@
  * 4. Repair clobbering without delaying datastore changes. Writers plan against their cached
  *    kernel state (what our last successful pass left); a pass reads the kernel itself only when a
  *    cache is missing (first pass, after a failure) or a retry/whole rewrite forces it, and the
- *    writers then compare everything (`adopt`). Checking
- *    the kernel is the job of VERIFICATION READS that run in the background while the loop keeps
- *    serving passes: periodically (`refreshIntervalMs`) and after every write on a doubling
- *    schedule up to `postWriteCheckMaxMs`, whose first check comes after a floor of
- *    max(`postWriteCheckMinMs`, 2 × (peak read + peak write duration)) (Felix's adaptive floor;
- *    the peaks decay by 10 % per new sample, so they follow the recent durations).
+ *    writers then compare everything (`adopt`). Checking the kernel is the job of VERIFICATION
+ *    READS that run in the background while the loop keeps serving passes, when
+ *    verification-schedule.ts says (periodic, and after writes on Felix's adaptive schedule).
  * 5. Coalesce bursts. Passes start at least `minApplyIntervalMs` apart (start to start, so a change
- *    arriving after a long pass is not held back further); events arriving meanwhile
- *    are folded into the next pass.
+ *    arriving after a long pass is not held back further; scheduler.ts); events arriving
+ *    meanwhile are folded into the next pass.
  *
  * Verification reads (invariants):
  * - At most one is in flight; it is started only by the loop between passes, and its result is
@@ -32,10 +29,8 @@
  * - A read is judged per family and component (filter, raw, ipsets). A component is trusted only
  *   when none of our writes to it started between the read's start and its judgement (write
  *   counters per component); for an untrusted component the cache stands in. A read with any
- *   untrusted component is rechecked after the floor; after `UNTRUSTED_READS_BEFORE_IN_PASS`
- *   such reads in a row (a write stream that never pauses), or after a failed background read,
- *   the next verification runs inside a pass (reason `read-back`, the kernel read first, under
- *   the failure policy below), so the kernel is always checked eventually.
+ *   untrusted component is rechecked later, and eventually inside a pass (reason `read-back`,
+ *   the kernel read first, under the failure policy below; verification-schedule.ts).
  * - Drift: when the trusted view differs from a writer's cache (`verify`), the view replaces that
  *   part of the cache, its differences are marked dirty, and one `read-back` pass writes them,
  *   counted in drift_repairs_total. A read showing no drift writes nothing; with endpoint
@@ -67,6 +62,7 @@ import type { Logger } from './logger.js';
 import { EndpointPlumber, type EndpointStatus } from './endpoint-plumber.js';
 import type { AgentMetrics } from './metrics.js';
 import { Scheduler, clockSleep, systemClock, type Clock } from './scheduler.js';
+import { VerificationSchedule } from './verification-schedule.js';
 
 /** The datastore's state the reconciler reads at the start of each pass (the Syncer implements it). */
 export interface DatastoreState {
@@ -137,15 +133,6 @@ export interface ReconcilerOptions {
 
 const TABLES: readonly TableName[] = ['raw', 'filter'];
 
-/**
- * Verification reads overlapping our writes in a row before the next one runs inside a pass. The
- * recheck delay doubles from the post-write floor meanwhile, so under a write stream that never
- * pauses the kernel is still checked within about 31 floors.
- */
-const UNTRUSTED_READS_BEFORE_IN_PASS = 5;
-/** A duration peak keeps this share of itself per new sample (unless the sample is higher). */
-const PEAK_KEEP = 0.9;
-
 /** The parts of a family's kernel state that are read and written separately. */
 type Component = TableName | 'ipsets';
 const componentKey = (family: IpFamily, component: Component): string => `v${family}:${component}`;
@@ -167,11 +154,6 @@ interface FamilyWriters {
   ipsets: IpsetWriter;
 }
 
-/** A decaying peak: the new sample if higher, else PEAK_KEEP of the old peak (never below the sample). */
-function decayingPeak(peak: number, sample: number): number {
-  return Math.max(sample, peak * PEAK_KEEP);
-}
-
 export class Reconciler {
   private readonly opts: Required<
     Omit<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'onEndpointStatuses' | 'clock'>
@@ -190,18 +172,11 @@ export class Reconciler {
   private readonly drifted = new Set<IpFamily>();
   /** A verification read asked for a pass: drift to repair, or plumbing to re-check. */
   private readBackPassDue = false;
-  /** The next verification reads the kernel inside a pass (after a failed or long-untrusted background read). */
-  private verifyInPass = false;
-  private untrustedReads = 0;
-  private verifyRetryAt = -Infinity;
-  private peakReadMs = 0;
-  private peakWriteMs = 0;
+  /** When the kernel is checked next (periodic, post-write, retries; verification-schedule.ts). */
+  private readonly verification: VerificationSchedule;
   /** Receipt time (`this.clock.now()`) of the oldest etcd event not yet in the kernel. */
   private pendingSince: number | null = null;
   private dirty = true;
-  private lastVerifiedAt = -Infinity;
-  private postWriteCheckAt: number | null = null;
-  private postWriteInterval: number;
 
   /** Kernel reads started before the first pass (while the syncer lists), per family; used once. */
   private readonly prefetched = new Map<IpFamily, Promise<KernelFamilyState>>();
@@ -237,7 +212,7 @@ export class Reconciler {
     this.scheduler.request(); // the first pass (it reads the kernel and adopts it)
     this.startedAt = this.clock.now();
     this.lastTick = this.startedAt;
-    this.postWriteInterval = this.opts.postWriteCheckMinMs;
+    this.verification = new VerificationSchedule(this.clock, this.opts);
     this.plumber = new EndpointPlumber({
       plumbing: options.plumbing,
       scheduler: this.scheduler,
@@ -261,7 +236,7 @@ export class Reconciler {
 
   /** Delay of the first check after a write: max(postWriteCheckMinMs, 2 × (peak read + peak write)). */
   get postWriteCheckFloorMs(): number {
-    return Math.max(this.opts.postWriteCheckMinMs, 2 * (this.peakReadMs + this.peakWriteMs));
+    return this.verification.floorMs;
   }
 
   /** The etcd revision the kernel reflects (0 before the first pass). */
@@ -427,24 +402,6 @@ export class Reconciler {
     this.log.warn({ err: error, attempt, input }, 'dataplane write failed; will re-read the kernel and retry');
   }
 
-  /** When the next verification read is due: periodic refresh, post-write check, or recheck after an untrusted read. */
-  private nextVerificationDueAt(): number {
-    const periodic = this.opts.refreshIntervalMs > 0 ? this.lastVerifiedAt + this.opts.refreshIntervalMs : Infinity;
-    return Math.max(Math.min(periodic, this.postWriteCheckAt ?? Infinity), this.verifyRetryAt);
-  }
-
-  /** Records a completed, trusted verification (read inside a pass or in the background) that started at `startedAt`. */
-  private verified(startedAt: number): void {
-    this.lastVerifiedAt = this.clock.now();
-    this.untrustedReads = 0;
-    this.verifyRetryAt = -Infinity;
-    this.verifyInPass = false;
-    if (this.postWriteCheckAt !== null && startedAt >= this.postWriteCheckAt) {
-      this.postWriteInterval *= 2;
-      this.postWriteCheckAt = this.postWriteInterval <= this.opts.postWriteCheckMaxMs ? this.lastVerifiedAt + this.postWriteInterval : null;
-    }
-  }
-
   /** One attempt: read (when the cache is missing or `forceRead`), plan, write in order. Throws on the first failed write. */
   private async applyPass(reason: string, mode: { forceRead: boolean; rewriteAll: boolean }): Promise<ApplyReport> {
     const started = this.clock.now();
@@ -482,8 +439,8 @@ export class Reconciler {
       const readBack = toRead.length > 0;
       // A read of every family is a verification (the first pass, retries, in-pass checks).
       if (toRead.length === this.writers.length) {
-        this.peakReadMs = decayingPeak(this.peakReadMs, this.clock.now() - readStarted);
-        this.verified(started);
+        this.verification.readTook(this.clock.now() - readStarted);
+        this.verification.verified(started);
       }
       if (mode.rewriteAll) for (const writers of this.writers) for (const table of TABLES) writers.tables[table].forgetHashes();
 
@@ -542,9 +499,7 @@ export class Reconciler {
 
       const wrote = wroteFamilies.size > 0;
       if (wrote) {
-        this.peakWriteMs = decayingPeak(this.peakWriteMs, this.clock.now() - writesStarted);
-        this.postWriteInterval = this.postWriteCheckFloorMs;
-        this.postWriteCheckAt = this.clock.now() + this.postWriteInterval;
+        this.verification.wrote(this.clock.now() - writesStarted);
       }
       // Drift: found by a verification read (background: `drifted`; in this pass: a read-back
       // pass, not the first one, that had to write although no datastore change came in).
@@ -614,11 +569,11 @@ export class Reconciler {
     const outcome = read.outcome;
     if (outcome === undefined) return;
     if ('error' in outcome) {
-      this.verifyInPass = true;
+      this.verification.failed();
       this.log.warn({ err: outcome.error }, 'background kernel read-back failed; the next check reads inside a pass');
       return;
     }
-    this.peakReadMs = decayingPeak(this.peakReadMs, outcome.endedAt - read.startedAt);
+    this.verification.readTook(outcome.endedAt - read.startedAt);
     const untrusted: string[] = [];
     const drifted: string[] = [];
     for (const [family, observed] of outcome.states) {
@@ -649,13 +604,11 @@ export class Reconciler {
     }
     const ms = Number((outcome.endedAt - read.startedAt).toFixed(2));
     if (untrusted.length === 0) {
-      this.verified(read.startedAt);
+      this.verification.verified(read.startedAt);
       this.log.debug({ ms, drifted }, 'kernel read back');
       return;
     }
-    this.untrustedReads += 1;
-    this.verifyRetryAt = this.clock.now() + this.postWriteCheckFloorMs * 2 ** (this.untrustedReads - 1);
-    if (this.untrustedReads >= UNTRUSTED_READS_BEFORE_IN_PASS) this.verifyInPass = true;
+    this.verification.untrusted();
     this.log.debug({ ms, drifted, untrusted }, 'kernel read back while we wrote; rechecking the parts we wrote later');
   }
 
@@ -724,13 +677,13 @@ export class Reconciler {
         continue;
       }
       const fullyCached = this.writers.every((writers) => this.known(writers));
-      const verifyDueAt = fullyCached && this.background === undefined ? this.nextVerificationDueAt() : Infinity;
+      const verifyDueAt = fullyCached && this.background === undefined ? this.verification.dueAt() : Infinity;
       const decision = this.scheduler.next(verifyDueAt);
       if (decision.action === 'wait') {
         await this.scheduler.sleep(Math.min(decision.ms, tickMs));
         continue;
       }
-      const verifyInPass = decision.action === 'verify' && this.verifyInPass;
+      const verifyInPass = decision.action === 'verify' && this.verification.inPass;
       if (decision.action === 'verify' && !verifyInPass) {
         // Only a verification is due: read in the background, keep serving passes meanwhile.
         this.startBackgroundRead();

@@ -1,0 +1,101 @@
+/**
+ * When the reconciler checks the kernel against its writers' caches (after Felix's post-write
+ * checks): periodically (`refreshIntervalMs`), and after every write on a doubling schedule that
+ * starts at a floor of max(`postWriteCheckMinMs`, 2 × (peak read + peak write duration)) and stops
+ * past `postWriteCheckMaxMs` until the next write. The peaks decay by 10 % per new sample, so the
+ * floor follows the recent durations (a large table reads slowly: checks are spaced further apart).
+ *
+ * A background read that overlapped our own writes cannot be trusted: it is retried after the
+ * floor, doubling; after UNTRUSTED_READS_BEFORE_IN_PASS such reads in a row (a write stream that
+ * never pauses), or after a read that failed, the next check reads inside a pass (`inPass`), so
+ * the kernel is always checked eventually.
+ *
+ * Invariants: pure bookkeeping on the injected clock; nothing here reads or writes the kernel.
+ */
+import type { Clock } from './scheduler.js';
+
+/**
+ * Verification reads overlapping our writes in a row before the next one runs inside a pass. The
+ * recheck delay doubles from the post-write floor meanwhile, so under a write stream that never
+ * pauses the kernel is still checked within about 31 floors.
+ */
+export const UNTRUSTED_READS_BEFORE_IN_PASS = 5;
+/** A duration peak keeps this share of itself per new sample (unless the sample is higher). */
+const PEAK_KEEP = 0.9;
+
+export interface VerificationScheduleOptions {
+  /** Periodic check; 0 disables. */
+  refreshIntervalMs: number;
+  postWriteCheckMinMs: number;
+  postWriteCheckMaxMs: number;
+}
+
+export class VerificationSchedule {
+  private peakReadMs = 0;
+  private peakWriteMs = 0;
+  private lastVerifiedAt = -Infinity;
+  private postWriteCheckAt: number | null = null;
+  private postWriteInterval: number;
+  private untrustedReads = 0;
+  private retryAt = -Infinity;
+  private readInPass = false;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly opts: VerificationScheduleOptions,
+  ) {
+    this.postWriteInterval = opts.postWriteCheckMinMs;
+  }
+
+  /** Delay of the first check after a write. */
+  get floorMs(): number {
+    return Math.max(this.opts.postWriteCheckMinMs, 2 * (this.peakReadMs + this.peakWriteMs));
+  }
+
+  /** The next check should read the kernel inside a pass (not in the background). */
+  get inPass(): boolean {
+    return this.readInPass;
+  }
+
+  /** When the next check is due: periodic or post-write, but not before a retry's delay. */
+  dueAt(): number {
+    const periodic = this.opts.refreshIntervalMs > 0 ? this.lastVerifiedAt + this.opts.refreshIntervalMs : Infinity;
+    return Math.max(Math.min(periodic, this.postWriteCheckAt ?? Infinity), this.retryAt);
+  }
+
+  /** A read of the kernel took `ms`. */
+  readTook(ms: number): void {
+    this.peakReadMs = Math.max(ms, this.peakReadMs * PEAK_KEEP);
+  }
+
+  /** Writes took `ms`: the post-write checks start over from the floor. */
+  wrote(ms: number): void {
+    this.peakWriteMs = Math.max(ms, this.peakWriteMs * PEAK_KEEP);
+    this.postWriteInterval = this.floorMs;
+    this.postWriteCheckAt = this.clock.now() + this.postWriteInterval;
+  }
+
+  /** A trusted check of the whole kernel, started at `startedAt`, is done. */
+  verified(startedAt: number): void {
+    this.lastVerifiedAt = this.clock.now();
+    this.untrustedReads = 0;
+    this.retryAt = -Infinity;
+    this.readInPass = false;
+    if (this.postWriteCheckAt !== null && startedAt >= this.postWriteCheckAt) {
+      this.postWriteInterval *= 2;
+      this.postWriteCheckAt = this.postWriteInterval <= this.opts.postWriteCheckMaxMs ? this.lastVerifiedAt + this.postWriteInterval : null;
+    }
+  }
+
+  /** A background read overlapped our writes: retry later, inside a pass after too many in a row. */
+  untrusted(): void {
+    this.untrustedReads += 1;
+    this.retryAt = this.clock.now() + this.floorMs * 2 ** (this.untrustedReads - 1);
+    if (this.untrustedReads >= UNTRUSTED_READS_BEFORE_IN_PASS) this.readInPass = true;
+  }
+
+  /** A background read failed: the next check reads inside a pass. */
+  failed(): void {
+    this.readInPass = true;
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * When the kernel is checked, on a FAKE clock: periodic checks, post-write checks from the
+ * adaptive floor doubling up to the cap, untrusted reads retried with doubling delays and moved
+ * inside a pass after too many in a row, a failed read moved inside a pass at once.
+ */
+import { describe, expect, test } from 'vitest';
+import { UNTRUSTED_READS_BEFORE_IN_PASS, VerificationSchedule } from '../../agent/verification-schedule.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+
+const options = { refreshIntervalMs: 60_000, postWriteCheckMinMs: 50, postWriteCheckMaxMs: 1_000 };
+
+describe('VerificationSchedule', () => {
+  test('periodic: due refreshIntervalMs after the last verification; never when disabled', () => {
+    const clock = new FakeClock();
+    const schedule = new VerificationSchedule(clock, options);
+    expect(schedule.dueAt()).toBe(-Infinity); // never verified: due now
+    schedule.verified(clock.now());
+    expect(schedule.dueAt()).toBe(clock.now() + 60_000);
+    expect(new VerificationSchedule(clock, { ...options, refreshIntervalMs: 0 }).dueAt()).toBe(Infinity);
+  });
+
+  test('after a write: first check after the floor (2 × peak read + write), then doubling until the cap', () => {
+    const clock = new FakeClock();
+    const schedule = new VerificationSchedule(clock, options);
+    schedule.verified(clock.now());
+    schedule.readTook(100);
+    schedule.wrote(20);
+    expect(schedule.floorMs).toBe(240);
+    const writtenAt = clock.now();
+    expect(schedule.dueAt()).toBe(writtenAt + 240);
+    const checks: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      clock.advance(schedule.dueAt() - clock.now());
+      checks.push(clock.now() - writtenAt);
+      schedule.verified(clock.now());
+    }
+    // 240, then +480, +960; 1,920 is past the cap: back to the periodic check.
+    expect(checks.slice(0, 3)).toEqual([240, 720, 1_680]);
+    expect(checks[3]! - checks[2]!).toBe(60_000);
+    // Peaks decay by 10 % per sample: a fast read lowers the floor slowly.
+    schedule.readTook(1);
+    expect(schedule.floorMs).toBe(2 * (90 + 20));
+  });
+
+  test('untrusted reads are retried after doubling delays, then inside a pass; a verification resets', () => {
+    const clock = new FakeClock();
+    const schedule = new VerificationSchedule(clock, { ...options, refreshIntervalMs: 0 });
+    schedule.readTook(100);
+    schedule.wrote(0);
+    const floor = schedule.floorMs;
+    clock.advance(floor); // the post-write check is due; each read of it overlaps a write of ours
+    for (let i = 1; i < UNTRUSTED_READS_BEFORE_IN_PASS; i++) {
+      schedule.untrusted();
+      expect(schedule.dueAt()).toBe(clock.now() + floor * 2 ** (i - 1));
+      expect(schedule.inPass).toBe(false);
+    }
+    schedule.untrusted();
+    expect(schedule.inPass).toBe(true);
+    schedule.verified(clock.now());
+    expect(schedule.inPass).toBe(false);
+    schedule.failed();
+    expect(schedule.inPass).toBe(true);
+  });
+});

@@ -5,34 +5,17 @@
  * with nothing changed hands on nothing. A calculation graph fed the updates matches compile().
  */
 import { Writable } from 'node:stream';
-import type { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import { Syncer, type DatastoreUpdate } from '../../agent/syncer.js';
 import { applyUpdates } from '../../agent/updates.js';
 import { CalcGraph, compile, defaultCompilerConfig, renderFamily } from '../../compiler/index.js';
 import type { DataplaneSpec } from '../../compiler/index.js';
-import { createEtcdClient } from '../../src/datastore/client.js';
 import { endpointKey, profileRulesKey, profileTagsKey, type EndpointRef } from '../../src/model/index.js';
-import { startEtcd, type EtcdInstance } from '../helpers/etcd.js';
+import { useSyncerEtcd } from '../helpers/syncer-fixture.js';
 import { UpdateView } from '../helpers/update-view.js';
 
-let etcd: EtcdInstance;
-let client: Etcd3;
-const syncers: Syncer[] = [];
-
-beforeAll(async () => {
-  etcd = await startEtcd();
-  client = createEtcdClient({ endpoints: [etcd.endpoint], tls: {} });
-});
-afterEach(async () => {
-  for (const syncer of syncers.splice(0)) await syncer.stop();
-  await client.delete().prefix('/calico/');
-});
-afterAll(async () => {
-  client?.close();
-  await etcd?.stop();
-});
+const fixture = useSyncerEtcd();
 
 const RULES = JSON.stringify({ inbound_rules: [{ action: 'allow', src_tag: 'A' }], outbound_rules: [{ action: 'allow' }] });
 const local: EndpointRef = { host: 'h1', orchestrator: 'docker', workload: 'w1', endpointId: 'e1' };
@@ -46,7 +29,7 @@ function makeSyncer() {
   const graph = new CalcGraph('h1', defaultCompilerConfig());
   const batches: (readonly DatastoreUpdate[])[] = [];
   const syncer = new Syncer({
-    client,
+    client: fixture.client,
     log: pino({ level: 'silent' }, quiet),
     backoffInitialMs: 50,
     backoffMaxMs: 300,
@@ -56,7 +39,7 @@ function makeSyncer() {
       applyUpdates(graph, updates);
     },
   });
-  syncers.push(syncer);
+  fixture.track(syncer);
   return { syncer, view, graph, batches };
 }
 
@@ -82,36 +65,36 @@ test('watch events become one update per key, in order; an invalid value is a de
   await syncer.waitForInSync();
   const seen = () => batches.flat();
 
-  await client.put(profileRulesKey('A')).value(RULES);
-  await client.put(profileTagsKey('A')).value('["A"]');
-  await client.put(endpointKey(local)).value(endpoint('cali1', '192.0.2.1'));
-  await client.put(endpointKey(remote)).value(endpoint('cali2', '192.0.2.2'));
+  await fixture.client.put(profileRulesKey('A')).value(RULES);
+  await fixture.client.put(profileTagsKey('A')).value('["A"]');
+  await fixture.client.put(endpointKey(local)).value(endpoint('cali1', '192.0.2.1'));
+  await fixture.client.put(endpointKey(remote)).value(endpoint('cali2', '192.0.2.2'));
   await until('four updates', () => seen().length === 4);
   expect(seen().map((u) => u.kind)).toEqual(['profileRules', 'profileTags', 'endpoint', 'endpoint']);
   expect(seen()[2]).toMatchObject({ kind: 'endpoint', key: endpointKey(local), input: { ref: local, endpoint: { name: 'cali1' } } });
   expectGraphMatchesView(graph, view);
   expect(graph.toSpec().v4.ipsets.get('cali4-tag-A')?.members).toEqual(['192.0.2.1', '192.0.2.2']);
 
-  await client.put(endpointKey(remote)).value('{"state": "active", "name": ');
+  await fixture.client.put(endpointKey(remote)).value('{"state": "active", "name": ');
   await until('invalid endpoint as a delete', () => seen().length === 5);
   expect(seen()[4]).toEqual({ kind: 'endpoint', key: endpointKey(remote), input: undefined });
-  await client.delete().key(profileTagsKey('A'));
+  await fixture.client.delete().key(profileTagsKey('A'));
   await until('tags deleted', () => seen().length === 6);
   expect(seen()[5]).toEqual({ kind: 'profileTags', profile: 'A', tags: undefined });
   // Deleting a key the syncer never held (ignored, or already deleted) hands on nothing.
-  await client.delete().key(endpointKey(remote));
-  const after = await client.put(profileTagsKey('A')).value('["A"]');
+  await fixture.client.delete().key(endpointKey(remote));
+  const after = await fixture.client.put(profileTagsKey('A')).value('["A"]');
   await until('revision', () => syncer.revision >= Number(after.header.revision));
   expect(seen().slice(6)).toEqual([{ kind: 'endpoint', key: endpointKey(remote), input: undefined }, { kind: 'profileTags', profile: 'A', tags: ['A'] }]);
   expectGraphMatchesView(graph, view);
 });
 
 test('a re-list after compaction hands on changed keys and synthesised deletes in one batch, nothing else', async () => {
-  await client.put(profileRulesKey('A')).value(RULES);
-  await client.put(profileTagsKey('A')).value('["A"]');
-  await client.put(endpointKey(local)).value(endpoint('cali1', '192.0.2.100'));
+  await fixture.client.put(profileRulesKey('A')).value(RULES);
+  await fixture.client.put(profileTagsKey('A')).value('["A"]');
+  await fixture.client.put(endpointKey(local)).value(endpoint('cali1', '192.0.2.100'));
   for (let i = 1; i <= 20; i++) {
-    await client.put(endpointKey({ ...remote, endpointId: `e${i}` })).value(endpoint(`cali${i}`, `192.0.2.${i}`));
+    await fixture.client.put(endpointKey({ ...remote, endpointId: `e${i}` })).value(endpoint(`cali${i}`, `192.0.2.${i}`));
   }
   const { syncer, view, graph, batches } = makeSyncer();
   await syncer.listOnce();
@@ -120,10 +103,10 @@ test('a re-list after compaction hands on changed keys and synthesised deletes i
   const listed = batches.length;
 
   // Unseen changes, compacted away: one endpoint deleted, one changed, one profile added.
-  await client.delete().key(endpointKey({ ...remote, endpointId: 'e3' }));
-  await client.put(endpointKey({ ...remote, endpointId: 'e4' })).value(endpoint('cali4', '192.0.2.44'));
-  const last = await client.put(profileRulesKey('B')).value(RULES);
-  await client.kv.compact({ revision: last.header.revision, physical: true });
+  await fixture.client.delete().key(endpointKey({ ...remote, endpointId: 'e3' }));
+  await fixture.client.put(endpointKey({ ...remote, endpointId: 'e4' })).value(endpoint('cali4', '192.0.2.44'));
+  const last = await fixture.client.put(profileRulesKey('B')).value(RULES);
+  await fixture.client.kv.compact({ revision: last.header.revision, physical: true });
   syncer.start();
   await until('re-listed', () => syncer.revision >= Number(last.header.revision));
   const relist = batches.slice(listed);
@@ -140,8 +123,8 @@ test('a re-list after compaction hands on changed keys and synthesised deletes i
 });
 
 test('a re-list with nothing changed hands on no update', async () => {
-  await client.put(profileRulesKey('A')).value(RULES);
-  await client.put(endpointKey(remote)).value(endpoint('cali2', '192.0.2.2'));
+  await fixture.client.put(profileRulesKey('A')).value(RULES);
+  await fixture.client.put(endpointKey(remote)).value(endpoint('cali2', '192.0.2.2'));
   const { syncer, batches } = makeSyncer();
   await syncer.listOnce();
   const listed = batches.length;

@@ -1,31 +1,14 @@
 /** Syncer against a real private etcd: list-then-watch, invalid values, compaction, etcd restarts, Ready. */
 import { Writable } from 'node:stream';
-import type { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import { createAgentMetrics, type AgentMetrics } from '../../agent/metrics.js';
 import { Syncer, type SyncerChange } from '../../agent/syncer.js';
-import { createEtcdClient } from '../../src/datastore/client.js';
 import { READY_KEY, endpointKey, profileRulesKey, profileTagsKey, type EndpointRef } from '../../src/model/index.js';
-import { startEtcd, type EtcdInstance } from '../helpers/etcd.js';
+import { useSyncerEtcd } from '../helpers/syncer-fixture.js';
 import { UpdateView } from '../helpers/update-view.js';
 
-let etcd: EtcdInstance;
-let client: Etcd3;
-const syncers: Syncer[] = [];
-
-beforeAll(async () => {
-  etcd = await startEtcd();
-  client = createEtcdClient({ endpoints: [etcd.endpoint], tls: {} });
-});
-afterEach(async () => {
-  for (const syncer of syncers.splice(0)) await syncer.stop();
-  await client.delete().prefix('/calico/');
-});
-afterAll(async () => {
-  client?.close();
-  await etcd?.stop();
-});
+const fixture = useSyncerEtcd();
 
 const RULES = JSON.stringify({ inbound_rules: [{ action: 'allow' }], outbound_rules: [{ action: 'allow' }] });
 const ref: EndpointRef = { host: 'h1', orchestrator: 'docker', workload: 'w1', endpointId: 'e1' };
@@ -43,7 +26,7 @@ function makeSyncer(options: { gracePeriodMs?: number } = {}) {
   const changes: SyncerChange[] = [];
   const view = new UpdateView();
   const syncer = new Syncer({
-    client,
+    client: fixture.client,
     onUpdates: view.apply,
     log: pino({ level: 'debug' }, sink),
     metrics,
@@ -52,7 +35,7 @@ function makeSyncer(options: { gracePeriodMs?: number } = {}) {
     backoffMaxMs: 300,
     ...options,
   });
-  syncers.push(syncer);
+  fixture.track(syncer);
   return { syncer, view, lines, metrics, changes };
 }
 
@@ -71,8 +54,8 @@ async function metricValue(metrics: AgentMetrics, name: string, labels: Record<s
 }
 
 test('list then watch delivers puts and deletes, tracking the revision', async () => {
-  await client.put(profileRulesKey('A')).value(RULES);
-  await client.put(profileTagsKey('A')).value('["A"]');
+  await fixture.client.put(profileRulesKey('A')).value(RULES);
+  await fixture.client.put(profileTagsKey('A')).value('["A"]');
   const { syncer, view, changes } = makeSyncer();
   syncer.start();
   await syncer.waitForInSync();
@@ -80,33 +63,33 @@ test('list then watch delivers puts and deletes, tracking the revision', async (
   expect(view.profiles.get('A')?.rules?.inbound_rules).toHaveLength(1);
   expect(changes.length).toBeGreaterThanOrEqual(1);
 
-  const put = await client.put(endpointKey(ref)).value(ENDPOINT);
+  const put = await fixture.client.put(endpointKey(ref)).value(ENDPOINT);
   await until('endpoint', () => view.endpoints.has(endpointKey(ref)));
   expect(view.endpoints.get(endpointKey(ref))?.endpoint.ipv4_nets).toEqual(['192.0.2.1/32']);
   expect(syncer.revision).toBeGreaterThanOrEqual(Number(put.header.revision));
   expect(changes.at(-1)?.revision).toBe(Number(put.header.revision));
 
-  await client.delete().key(profileRulesKey('A'));
+  await fixture.client.delete().key(profileRulesKey('A'));
   await until('rules deleted', () => view.profiles.get('A')?.rules === undefined);
   expect(view.profiles.get('A')?.tags).toEqual(['A']);
-  await client.delete().key(profileTagsKey('A'));
+  await fixture.client.delete().key(profileTagsKey('A'));
   await until('profile gone', () => !view.profiles.has('A'));
 });
 
 test('an invalid value is treated as absent, logged once and counted; other profiles are unaffected', async () => {
-  await client.put(profileRulesKey('GOOD')).value(RULES);
-  await client.put(profileRulesKey('BAD')).value(RULES);
+  await fixture.client.put(profileRulesKey('GOOD')).value(RULES);
+  await fixture.client.put(profileRulesKey('BAD')).value(RULES);
   const { syncer, view, lines, metrics } = makeSyncer();
   syncer.start();
   await syncer.waitForInSync();
   expect(view.profiles.get('BAD')?.rules).toBeDefined();
 
-  await client.put(profileRulesKey('BAD')).value('{"inbound_rules": [');
+  await fixture.client.put(profileRulesKey('BAD')).value('{"inbound_rules": [');
   await until('BAD invalid', () => view.profiles.get('BAD') === undefined);
   expect(view.profiles.get('GOOD')?.rules).toBeDefined();
   // The same bad value again (a new revision) is not logged or counted twice.
-  await client.put(profileRulesKey('BAD')).value('{"inbound_rules": [');
-  await client.put(profileTagsKey('GOOD')).value('["GOOD"]');
+  await fixture.client.put(profileRulesKey('BAD')).value('{"inbound_rules": [');
+  await fixture.client.put(profileTagsKey('GOOD')).value('["GOOD"]');
   await until('GOOD tags', () => view.profiles.get('GOOD')?.tags !== undefined);
 
   const warnings = lines.filter((l) => l.msg === 'invalid value in etcd; treating as absent');
@@ -117,29 +100,29 @@ test('an invalid value is treated as absent, logged once and counted; other prof
   expect(syncer.invalidKeys.get(profileRulesKey('BAD'))).toMatch(/invalid JSON/);
 
   // An invalid endpoint (bad CIDR) is absent too; fixing it brings it back.
-  await client.put(endpointKey(ref)).value(ENDPOINT.replace('192.0.2.1/32', '192.0.2.300/32'));
-  await client.put(profileTagsKey('X')).value('["X"]');
+  await fixture.client.put(endpointKey(ref)).value(ENDPOINT.replace('192.0.2.1/32', '192.0.2.300/32'));
+  await fixture.client.put(profileTagsKey('X')).value('["X"]');
   await until('X', () => view.profiles.has('X'));
   expect(view.endpoints.has(endpointKey(ref))).toBe(false);
   expect(await metricValue(metrics, 'calico_agent_invalid_keys_total', { kind: 'endpoint' })).toBe(1);
-  await client.put(endpointKey(ref)).value(ENDPOINT);
+  await fixture.client.put(endpointKey(ref)).value(ENDPOINT);
   await until('endpoint valid', () => view.endpoints.has(endpointKey(ref)));
   expect(syncer.invalidKeys.has(endpointKey(ref))).toBe(false);
 });
 
 test('compaction: the canceled watch re-lists at once, synthesising deletions, losing no update', async () => {
-  await client.put(profileRulesKey('OLD')).value(RULES);
-  await client.put(profileRulesKey('KEEP')).value(RULES);
+  await fixture.client.put(profileRulesKey('OLD')).value(RULES);
+  await fixture.client.put(profileRulesKey('KEEP')).value(RULES);
   const { syncer, view, metrics, lines } = makeSyncer();
   await syncer.listOnce();
   const listedAt = syncer.revision;
   expect(view.profiles.has('OLD')).toBe(true);
 
   // Changes the syncer has not seen, then compact past them: a watch from listedAt+1 is impossible.
-  await client.delete().key(profileRulesKey('OLD'));
-  await client.put(profileRulesKey('NEW')).value(RULES);
-  const last = await client.put(profileTagsKey('KEEP')).value('["KEEP"]');
-  await client.kv.compact({ revision: last.header.revision, physical: true });
+  await fixture.client.delete().key(profileRulesKey('OLD'));
+  await fixture.client.put(profileRulesKey('NEW')).value(RULES);
+  const last = await fixture.client.put(profileTagsKey('KEEP')).value('["KEEP"]');
+  await fixture.client.kv.compact({ revision: last.header.revision, physical: true });
 
   const started = Date.now();
   syncer.start();
@@ -153,27 +136,27 @@ test('compaction: the canceled watch re-lists at once, synthesising deletions, l
   expect(lines.some((l) => l.msg === 'etcd watch canceled; re-listing')).toBe(true);
 
   // And the watch continues after the re-list.
-  await client.put(profileRulesKey('LATER')).value(RULES);
+  await fixture.client.put(profileRulesKey('LATER')).value(RULES);
   await until('LATER', () => view.profiles.has('LATER'));
 });
 
 test('etcd killed and restarted: the view is kept, not healthy after the grace period, then resumes', async () => {
-  await client.put(profileRulesKey('A')).value(RULES);
+  await fixture.client.put(profileRulesKey('A')).value(RULES);
   const { syncer, view } = makeSyncer({ gracePeriodMs: 300 });
   syncer.start();
   await syncer.waitForInSync();
   await until('connected', () => syncer.connected);
 
-  await etcd.kill(true);
+  await fixture.etcd.kill(true);
   await until('disconnected', () => !syncer.connected);
   expect(syncer.healthy()).toBe(true); // within the grace period
   await until('unhealthy', () => !syncer.healthy(), 3_000);
   expect(view.profiles.has('A')).toBe(true);
 
-  await etcd.restart();
+  await fixture.etcd.restart();
   await until('reconnected', () => syncer.connected, 15_000);
   expect(syncer.healthy()).toBe(true);
-  await client.put(profileRulesKey('B')).value(RULES);
+  await fixture.client.put(profileRulesKey('B')).value(RULES);
   await until('B after restart', () => view.profiles.has('B'), 15_000);
   expect(view.profiles.has('A')).toBe(true);
 });
@@ -183,14 +166,14 @@ test('/calico/v1/Ready: absent is ready, "false" pauses, "true" resumes', async 
   syncer.start();
   await syncer.waitForInSync();
   expect(syncer.datastoreReady).toBe(true);
-  await client.put(READY_KEY).value('false');
+  await fixture.client.put(READY_KEY).value('false');
   await until('not ready', () => !syncer.datastoreReady);
   const count = changes.length;
-  await client.put(READY_KEY).value('true');
+  await fixture.client.put(READY_KEY).value('true');
   await until('ready', () => syncer.datastoreReady);
   expect(changes.length).toBeGreaterThan(count);
-  await client.put(READY_KEY).value('nope');
+  await fixture.client.put(READY_KEY).value('nope');
   await until('not ready again', () => !syncer.datastoreReady);
-  await client.delete().key(READY_KEY);
+  await fixture.client.delete().key(READY_KEY);
   await until('absent = ready', () => syncer.datastoreReady);
 });

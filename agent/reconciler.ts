@@ -72,7 +72,6 @@ export interface DatastoreState {
   readonly revision: number;
 }
 
-
 /** The outcome of one successful pass. */
 export interface ApplyReport {
   reason: string;

@@ -29,7 +29,7 @@
 import { performance } from 'node:perf_hooks';
 import { Range, type Etcd3, type IWatchResponse } from 'etcd3';
 import type { EndpointInput } from '../compiler/types.js';
-import { V1_PREFIX, decodeEntry, parseKey, type KeyRef, type Rules, type Tags } from '../src/model/index.js';
+import { READY_KEY, V1_PREFIX, decodeEntry, parseKey, type KeyRef, type Rules, type Tags } from '../src/model/index.js';
 import type { Logger } from './logger.js';
 import type { AgentMetrics } from './metrics.js';
 
@@ -293,7 +293,7 @@ export class Syncer {
       for (const kv of page.kvs) {
         const key = kv.key.toString();
         keys += 1;
-        if (this.isReadyKey(key)) readyListed = true;
+        if (key === READY_KEY) readyListed = true;
         listed.add(key);
         this.putKey(key, Number(kv.mod_revision), kv.value, updates, firstSync);
       }
@@ -376,10 +376,6 @@ export class Syncer {
   }
 
   // ------------------------------------------------------------------ per-key bookkeeping
-
-  private isReadyKey(key: string): boolean {
-    return parseKey(key).kind === 'ready';
-  }
 
   /**
    * One key's value at `modRevision`: decoded and handed on unless this revision was already

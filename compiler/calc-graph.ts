@@ -29,6 +29,7 @@
  *   member-form addresses, EndpointRecord), and full objects only for this host's endpoints.
  */
 import type { Endpoint, IpVersion, Rules, Tags } from '../src/model/index.js';
+import { duplicateInterface, ipsetTooLarge, missingProfile, prefixlessEndpoint, sortDiagnostics } from './diagnostics.js';
 import { renderDispatchChains } from './dispatch-chains.js';
 import { renderEndpointChains, type EndpointChains } from './endpoint-chains.js';
 import { renderGlobalChains, type GlobalChains } from './global-chains.js';
@@ -219,13 +220,6 @@ function unique(values: readonly string[]): readonly string[] {
   return values.length < 2 ? values : [...new Set(values)];
 }
 
-function compareDiagnostics(a: Diagnostic, b: Diagnostic): number {
-  for (const field of ['kind', 'subject', 'message'] as const) {
-    if (a[field] !== b[field]) return a[field] < b[field] ? -1 : 1;
-  }
-  return 0;
-}
-
 function increment(counts: Map<string, number>, key: string, delta: number): number {
   const count = (counts.get(key) ?? 0) + delta;
   if (count === 0) counts.delete(key);
@@ -401,28 +395,18 @@ export class CalcGraph {
       const winner = this.winners.get(iface)!.key;
       for (const key of keys) {
         if (key === winner) continue;
-        diagnostics.push({ kind: 'invalid-endpoint', subject: key, message: `interface ${iface} is already used by ${winner}; endpoint ignored` });
+        diagnostics.push(duplicateInterface(key, iface, winner));
       }
     }
-    for (const [id, count] of this.missingCount) {
-      diagnostics.push({
-        kind: 'missing-profile',
-        subject: id,
-        message: `profile ${id} is missing or has invalid rules; ${count} local endpoint(s) drop traffic in that direction`,
-      });
-    }
+    for (const [id, count] of this.missingCount) diagnostics.push(missingProfile(id, count));
     for (const family of FAMILIES) {
       for (const set of this.families[family].setsByTag.values()) {
         const size = set.members.size;
         if (size <= this.config.maxIpsetSize) continue;
-        diagnostics.push({
-          kind: 'ipset-too-large',
-          subject: set.name,
-          message: `tag ${set.tag} has ${size} IPv${family} members, more than maxIpsetSize ${this.config.maxIpsetSize}; maxelem raised to ${set.maxelem}`,
-        });
+        diagnostics.push(ipsetTooLarge(set.name, set.tag, family, size, this.config.maxIpsetSize, set.maxelem));
       }
     }
-    return diagnostics.sort(compareDiagnostics);
+    return sortDiagnostics(diagnostics);
   }
 
   /**
@@ -515,11 +499,7 @@ export class CalcGraph {
     if (input === undefined) return;
     const iface = input.endpoint.name;
     if (!iface.startsWith(this.config.interfacePrefix)) {
-      this.prefixless.set(key, {
-        kind: 'invalid-endpoint',
-        subject: key,
-        message: `interface ${iface} does not start with the workload prefix ${this.config.interfacePrefix}; endpoint ignored`,
-      });
+      this.prefixless.set(key, prefixlessEndpoint(key, iface, this.config.interfacePrefix));
       return;
     }
     this.local.set(key, input);

@@ -19,19 +19,13 @@
  * Ignored local endpoints, missing profiles and oversized sets are reported as Diagnostics.
  */
 import type { IpVersion } from '../src/model/index.js';
+import { duplicateInterface, missingProfile, prefixlessEndpoint, sortDiagnostics } from './diagnostics.js';
 import { renderDispatchChains } from './dispatch-chains.js';
 import { renderEndpointChains } from './endpoint-chains.js';
 import { renderGlobalChains } from './global-chains.js';
 import { renderProfileChain } from './profile-chains.js';
 import { buildTagIpset, memberForm } from './tag-ipsets.js';
 import type { ChainSpec, DataplaneSpec, Diagnostic, EndpointInput, FamilySpec, IpsetSpec, Snapshot } from './types.js';
-
-function compareDiagnostics(a: Diagnostic, b: Diagnostic): number {
-  for (const field of ['kind', 'subject', 'message'] as const) {
-    if (a[field] !== b[field]) return a[field] < b[field] ? -1 : 1;
-  }
-  return 0;
-}
 
 /** This host's endpoints by interface (sorted), and the diagnostics of those ignored. */
 function localEndpointsOf(snapshot: Snapshot): { local: Map<string, EndpointInput>; diagnostics: Diagnostic[] } {
@@ -42,7 +36,7 @@ function localEndpointsOf(snapshot: Snapshot): { local: Map<string, EndpointInpu
     if (input.ref.host !== snapshot.hostname) continue;
     const iface = input.endpoint.name;
     if (!iface.startsWith(prefix)) {
-      diagnostics.push({ kind: 'invalid-endpoint', subject: key, message: `interface ${iface} does not start with the workload prefix ${prefix}; endpoint ignored` });
+      diagnostics.push(prefixlessEndpoint(key, iface, prefix));
       continue;
     }
     claims.set(iface, [...(claims.get(iface) ?? []), [key, input]]);
@@ -52,7 +46,7 @@ function localEndpointsOf(snapshot: Snapshot): { local: Map<string, EndpointInpu
     const [[winnerKey, winner], ...losers] = claims.get(iface)!.sort(([a], [b]) => (a < b ? -1 : 1)) as [[string, EndpointInput], ...[string, EndpointInput][]];
     local.set(iface, winner);
     for (const [loser] of losers) {
-      diagnostics.push({ kind: 'invalid-endpoint', subject: loser, message: `interface ${iface} is already used by ${winnerKey}; endpoint ignored` });
+      diagnostics.push(duplicateInterface(loser, iface, winnerKey));
     }
   }
   return { local, diagnostics };
@@ -77,7 +71,7 @@ export function compile(snapshot: Snapshot): DataplaneSpec {
     }
   }
   for (const [id, count] of missing) {
-    diagnostics.push({ kind: 'missing-profile', subject: id, message: `profile ${id} is missing or has invalid rules; ${count} local endpoint(s) drop traffic in that direction` });
+    diagnostics.push(missingProfile(id, count));
   }
   const dispatch = renderDispatchChains([...local.keys()], config.interfacePrefix);
 
@@ -123,5 +117,5 @@ export function compile(snapshot: Snapshot): DataplaneSpec {
   };
   const v4 = familySpec(4);
   const v6 = familySpec(6);
-  return { v4, v6, diagnostics: diagnostics.sort(compareDiagnostics), localEndpoints: local };
+  return { v4, v6, diagnostics: sortDiagnostics(diagnostics), localEndpoints: local };
 }

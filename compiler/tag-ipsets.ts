@@ -9,6 +9,7 @@
  * of two (reported as a Diagnostic) rather than silently dropping members.
  */
 import { cidrAddress, maskedCidr, type IpVersion } from '../src/model/index.js';
+import { ipsetTooLarge } from './diagnostics.js';
 import { tagIpsetName } from './names.js';
 import type { Diagnostic, IpsetSpec } from './types.js';
 
@@ -39,14 +40,7 @@ export function buildTagIpset(
   const unique = [...new Set(members)].sort();
   const name = tagIpsetName(tag, family);
   const maxelem = ipsetMaxelem(unique.length, maxIpsetSize);
-  let diagnostic: Diagnostic | undefined;
-  if (unique.length > maxIpsetSize) {
-    diagnostic = {
-      kind: 'ipset-too-large',
-      subject: name,
-      message: `tag ${tag} has ${unique.length} IPv${family} members, more than maxIpsetSize ${maxIpsetSize}; maxelem raised to ${maxelem}`,
-    };
-  }
+  const diagnostic = unique.length > maxIpsetSize ? ipsetTooLarge(name, tag, family, unique.length, maxIpsetSize, maxelem) : undefined;
   const spec: IpsetSpec = { name, family: family === 4 ? 'inet' : 'inet6', type: 'hash:net', maxelem, members: unique };
   return diagnostic === undefined ? { spec } : { spec, diagnostic };
 }

@@ -120,9 +120,14 @@ export function checkNetnsName(netns: string | undefined): void {
   }
 }
 
+/** The argv prefix that runs a program in network namespace `netns` (none without one). */
+export function netnsPrefix(netns: string | undefined): string[] {
+  checkNetnsName(netns);
+  return netns === undefined ? [] : ['nsenter', `--net=/run/netns/${netns}`, '--'];
+}
+
 export function createCommandRunner(options: CommandRunnerOptions = {}): CommandRunner {
-  checkNetnsName(options.netns);
-  const prefix = options.netns === undefined ? [] : ['nsenter', `--net=/run/netns/${options.netns}`, '--'];
+  const prefix = netnsPrefix(options.netns);
   const defaultTimeoutMs = options.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS;
 
   return {

@@ -17,7 +17,7 @@
  *   caller then keeps to `ipset restore`). `close()` ends it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { CommandError, checkNetnsName } from './command-runner.js';
+import { CommandError, checkNetnsName, netnsPrefix } from './command-runner.js';
 
 const PROMPT = 'ipset> ';
 const ARGV = ['ipset', '-'];
@@ -87,8 +87,7 @@ export class IpsetSession {
   }
 
   private start(): ChildProcess {
-    const prefix = this.netns === undefined ? [] : ['nsenter', `--net=/run/netns/${this.netns}`, '--'];
-    const [command, ...args] = [...prefix, 'stdbuf', '-o0', ...ARGV];
+    const [command, ...args] = [...netnsPrefix(this.netns), 'stdbuf', '-o0', ...ARGV];
     const child = spawn(command!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
     // The first prompt comes before any command: count it as expected.

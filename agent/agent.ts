@@ -15,6 +15,7 @@ import { createEtcdClient } from '../src/datastore/client.js';
 import { createHelperRunner } from './dataplane/exec-helper.js';
 import { IpsetSession } from './dataplane/ipset-session.js';
 import { createFamilyDataplane } from './dataplane/family-dataplane.js';
+import { createIpsetIo } from './dataplane/ipsets.js';
 import { selectIptablesBackend } from './dataplane/iptables-backend.js';
 import { createPlumbing } from './dataplane/plumbing.js';
 import type { CommandRunner } from './dataplane/types.js';
@@ -145,7 +146,8 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, onStatuses: Stat
     backend.source === 'configured' ? 'iptables backend configured' : `iptables backend detected (${backend.reason})`,
   );
   const families: IpFamily[] = config.ipv6 ? [4, 6] : [4];
-  const dataplanes = families.map((family) => createFamilyDataplane({ runner, family, backend, ...(ipsetSession ? { ipsetSession } : {}) }));
+  const ipsets = createIpsetIo(runner, ipsetSession);
+  const dataplanes = families.map((family) => createFamilyDataplane({ runner, family, backend, ipsets }));
   reconciler = new Reconciler({
     source: syncer,
     graph,

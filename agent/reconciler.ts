@@ -548,8 +548,9 @@ export class Reconciler {
     };
     read.done = (async () => {
       try {
-        const states = new Map<IpFamily, KernelFamilyState>();
-        for (const dataplane of this.opts.dataplanes) states.set(dataplane.family, await this.read(dataplane));
+        // Side by side: the families' reads then share one `ipset save`.
+        const readFamily = async (dataplane: FamilyDataplane) => [dataplane.family, await this.read(dataplane)] as const;
+        const states = new Map<IpFamily, KernelFamilyState>(await Promise.all(this.opts.dataplanes.map(readFamily)));
         read.outcome = { states, endedAt: this.clock.now() };
       } catch (error) {
         read.outcome = { error };

@@ -28,7 +28,7 @@
  * - Inputs are never mutated; endpoints are kept compactly (one array of interned profile ids and
  *   member-form addresses, EndpointRecord), and full objects only for this host's endpoints.
  */
-import type { Endpoint, IpVersion, Rules, Tags } from '../src/model/index.js';
+import { detach, type Endpoint, type IpVersion, type Rules, type Tags } from '../src/model/index.js';
 import { duplicateInterface, ipsetTooLarge, missingProfile, prefixlessEndpoint, sortDiagnostics } from './diagnostics.js';
 import { renderDispatchChains } from './dispatch-chains.js';
 import { renderEndpointChains, type EndpointChains } from './endpoint-chains.js';
@@ -453,12 +453,13 @@ export class CalcGraph {
   private intern(id: string): string {
     const known = this.interned.get(id);
     if (known !== undefined) return known;
-    this.interned.set(id, id);
-    return id;
+    const own = detach(id);
+    this.interned.set(own, own);
+    return own;
   }
 
   private recordOf(endpoint: Endpoint): EndpointRecord {
-    const usable = (nets: readonly string[]) => unique(nets.filter((net) => !net.endsWith('/0')).map(memberForm));
+    const usable = (nets: readonly string[]) => unique(nets.filter((net) => !net.endsWith('/0')).map((net) => detach(memberForm(net))));
     return packRecord(unique(endpoint.profile_ids).map((id) => this.intern(id)), usable(endpoint.ipv4_nets), usable(endpoint.ipv6_nets));
   }
 

@@ -15,7 +15,7 @@ const HASH_LENGTH = 16;
 
 /** The hash of one rule given its chain and the previous rule's hash ('' for the first rule). */
 export function ruleHash(chain: string, previousHash: string, body: string): string {
-  return sha256Hex(`${chain}\u0000${previousHash}\u0000${body}`).slice(0, HASH_LENGTH);
+  return sha256Hex(`${chain}\u0000${previousHash}\u0000${body}`, HASH_LENGTH);
 }
 
 export function buildChain(name: string, bodies: readonly string[]): ChainSpec {
@@ -25,7 +25,8 @@ export function buildChain(name: string, bodies: readonly string[]): ChainSpec {
   for (const body of bodies) {
     const hash = ruleHash(name, previous, body);
     hashes.push(hash);
-    rules.push(`${hashComment(hash)} ${body}`);
+    // join() builds one flat string; a template literal would keep a tree of the fragments.
+    rules.push([hashComment(hash), body].join(' '));
     previous = hash;
   }
   return { name, rules, hashes };

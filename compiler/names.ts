@@ -77,7 +77,7 @@ export function tagIpsetName(tag: string, family: 4 | 6): string {
 export function tempIpsetName(setName: string): string {
   const family = setName.startsWith(IPSET_PREFIX_V6) ? 6 : 4;
   const prefix = ipsetPrefix(family) + TEMP_SET_INFIX;
-  return prefix + sha256Hex(setName).slice(0, MAX_IPSET_NAME_LENGTH - prefix.length);
+  return prefix + sha256Hex(setName, MAX_IPSET_NAME_LENGTH - prefix.length);
 }
 
 /** The comment fragment that fingerprints a rule. */

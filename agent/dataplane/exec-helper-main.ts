@@ -3,27 +3,29 @@
  * still small, it runs every dataplane program for the agent so that each fork copies this small
  * process, not the agent's large one (fork cost grows with the forking process's RSS).
  *
- * Protocol, one JSON object per line: requests on stdin `{id, argv, input?, timeoutMs?}`,
- * answers on stdout `{id, result: CommandResult}` or `{id, error: {...CommandError fields}}`.
+ * Protocol, frames of helper-frames.ts: requests on stdin `{id, argv, timeoutMs?}` with stdin as
+ * payload, answers on stdout `{id, result: {code, stderr, durationMs}}` with stdout as payload, or
+ * `{id, error: {...CommandError fields}}`.
  * argv[1] is the namespace (or empty). Requests run concurrently, each answered when its program
  * ends. The helper exits when its stdin closes (the agent stopped or died).
  */
-import { createInterface } from 'node:readline';
 import { CommandError, createCommandRunner } from './command-runner.js';
 import type { HelperRequest, HelperResponse } from './exec-helper.js';
+import { encodeFrame, FrameReader } from './helper-frames.js';
 
 const netns = process.argv[2] || undefined;
 const runner = createCommandRunner(netns === undefined ? {} : { netns });
 const pending = new Set<Promise<void>>();
 
-function answer(response: HelperResponse): void {
-  process.stdout.write(`${JSON.stringify(response)}\n`);
+function answer(response: HelperResponse, stdout?: string): void {
+  process.stdout.write(encodeFrame(response, stdout === '' ? undefined : stdout));
 }
 
-async function serve(request: HelperRequest): Promise<void> {
+async function serve(request: HelperRequest, input: string | undefined): Promise<void> {
   try {
-    const options = { ...(request.input !== undefined ? { input: request.input } : {}), ...(request.timeoutMs !== undefined ? { timeoutMs: request.timeoutMs } : {}) };
-    answer({ id: request.id, result: await runner.run(request.argv, options) });
+    const options = { ...(input !== undefined ? { input } : {}), ...(request.timeoutMs !== undefined ? { timeoutMs: request.timeoutMs } : {}) };
+    const { stdout, ...result } = await runner.run(request.argv, options);
+    answer({ id: request.id, result }, stdout);
   } catch (error) {
     const fields =
       error instanceof CommandError
@@ -33,12 +35,13 @@ async function serve(request: HelperRequest): Promise<void> {
   }
 }
 
-createInterface({ input: process.stdin, crlfDelay: Infinity })
-  .on('line', (line) => {
-    const job = serve(JSON.parse(line) as HelperRequest);
-    pending.add(job);
-    void job.finally(() => pending.delete(job));
-  })
-  .on('close', () => {
+const requests = new FrameReader<HelperRequest>((request, input) => {
+  const job = serve(request, input);
+  pending.add(job);
+  void job.finally(() => pending.delete(job));
+});
+process.stdin
+  .on('data', (chunk: Buffer) => requests.push(chunk))
+  .on('end', () => {
     void Promise.allSettled([...pending]).then(() => process.exit(0));
   });

@@ -16,20 +16,22 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { CommandError, checkNetnsName, type FailureKind } from './command-runner.js';
+import { encodeFrame, FrameReader } from './helper-frames.js';
 import type { CommandResult, CommandRunner, RunOptions } from './types.js';
 
+/** A request frame's header (helper-frames.ts); its payload, if any, is the program's stdin. */
 export interface HelperRequest {
   id: number;
   argv: readonly string[];
-  input?: string;
   timeoutMs?: number;
+  payloadBytes?: number;
 }
 
+/** A response frame's header; the payload of a `result` is the program's stdout. */
 export type HelperResponse =
-  | { id: number; result: CommandResult }
+  | { id: number; result: Omit<CommandResult, 'stdout'>; payloadBytes?: number }
   | { id: number; error: { code: number | null; stderr: string; kind: FailureKind; reason: string } };
 
 export interface HelperRunner extends CommandRunner {
@@ -47,7 +49,8 @@ function helperScript(): string {
 }
 
 interface Waiter {
-  request: HelperRequest;
+  argv: readonly string[];
+  input: string | undefined;
   resolve: (result: CommandResult) => void;
   reject: (error: CommandError) => void;
 }
@@ -59,8 +62,8 @@ export function createHelperRunner(options: { netns?: string } = {}): HelperRunn
   const waiting = new Map<number, Waiter>();
 
   const failAll = (reason: string): void => {
-    for (const { request, reject } of waiting.values()) {
-      reject(new CommandError({ argv: request.argv, code: null, stderr: '', input: request.input, kind: 'transient', reason }));
+    for (const { argv, input, reject } of waiting.values()) {
+      reject(new CommandError({ argv, code: null, stderr: '', input, kind: 'transient', reason }));
     }
     waiting.clear();
   };
@@ -68,14 +71,14 @@ export function createHelperRunner(options: { netns?: string } = {}): HelperRunn
   const start = (): ChildProcess => {
     const helper = spawn(process.execPath, [helperScript(), options.netns ?? ''], { stdio: ['pipe', 'pipe', 'inherit'] });
     helper.stdin!.on('error', () => undefined);
-    createInterface({ input: helper.stdout!, crlfDelay: Infinity }).on('line', (line) => {
-      const response = JSON.parse(line) as HelperResponse;
+    const responses = new FrameReader<HelperResponse>((response, stdout) => {
       const waiter = waiting.get(response.id);
       if (waiter === undefined) return;
       waiting.delete(response.id);
-      if ('result' in response) waiter.resolve(response.result);
-      else waiter.reject(new CommandError({ argv: waiter.request.argv, input: waiter.request.input, ...response.error }));
+      if ('result' in response) waiter.resolve({ ...response.result, stdout: stdout ?? '' });
+      else waiter.reject(new CommandError({ argv: waiter.argv, input: waiter.input, ...response.error }));
     });
+    helper.stdout!.on('data', (chunk: Buffer) => responses.push(chunk));
     helper.on('exit', (code, signal) => {
       if (child === helper) child = undefined;
       failAll(`exec helper exited (${signal ?? `code ${code}`})`);
@@ -93,15 +96,11 @@ export function createHelperRunner(options: { netns?: string } = {}): HelperRunn
     },
     run(argv: readonly string[], runOptions: RunOptions = {}): Promise<CommandResult> {
       child ??= start();
-      const request: HelperRequest = {
-        id: nextId++,
-        argv,
-        ...(runOptions.input !== undefined ? { input: runOptions.input } : {}),
-        ...(runOptions.timeoutMs !== undefined ? { timeoutMs: runOptions.timeoutMs } : {}),
-      };
+      const id = nextId++;
+      const header = { id, argv, ...(runOptions.timeoutMs !== undefined ? { timeoutMs: runOptions.timeoutMs } : {}) };
       return new Promise<CommandResult>((resolve, reject) => {
-        waiting.set(request.id, { request, resolve, reject });
-        child!.stdin!.write(`${JSON.stringify(request)}\n`);
+        waiting.set(id, { argv, input: runOptions.input, resolve, reject });
+        child!.stdin!.write(encodeFrame(header, runOptions.input));
       });
     },
     async close(): Promise<void> {

@@ -11,8 +11,7 @@
 import type { IpFamily, KernelFamilyState, TableName } from '../../compiler/types.js';
 import type { IptablesBackend } from './iptables-backend.js';
 import { createTableIo } from './iptables.js';
-import type { IpsetSession } from './ipset-session.js';
-import { createIpsetIo } from './ipsets.js';
+import { createIpsetIo, type IpsetIo } from './ipsets.js';
 import type { CommandRunner, ExecObserver, FamilyDataplane } from './types.js';
 
 export interface FamilyDataplaneOptions {
@@ -20,8 +19,11 @@ export interface FamilyDataplaneOptions {
   family: IpFamily;
   backend: IptablesBackend;
   observer?: ExecObserver;
-  /** Interactive `ipset -` for small ipset updates (shared by the families); else `ipset restore` only. */
-  ipsetSession?: IpsetSession;
+  /**
+   * The ipset tools, shared by the families (one `ipset save` then serves the reads of both, and
+   * one interactive session their small updates); default: `ipset` through `runner` alone.
+   */
+  ipsets?: IpsetIo;
 }
 
 type ObservedTool = Parameters<ExecObserver>[0]['tool'];
@@ -30,7 +32,7 @@ export function createFamilyDataplane(options: FamilyDataplaneOptions): FamilyDa
   const { runner, family, backend } = options;
   const observer: ExecObserver = options.observer ?? (() => undefined);
   const tables = createTableIo(runner, backend);
-  const ipsets = createIpsetIo(runner, options.ipsetSession);
+  const ipsets = options.ipsets ?? createIpsetIo(runner);
   const ipsetFamily = family === 4 ? 'inet' : 'inet6';
 
   /** Runs `action`, observing it; `bytesOf` measures the result, `inputBytes` a write's size. */

@@ -13,7 +13,7 @@
 import type { KernelIpsetState } from '../../compiler/types.js';
 import { isOwnedIpset } from '../../compiler/names.js';
 import { runChecked } from './command-runner.js';
-import { detach } from './detach.js';
+import { detach } from '../../src/model/index.js';
 import type { IpsetSession } from './ipset-session.js';
 import type { CommandResult, CommandRunner } from './types.js';
 
@@ -67,7 +67,10 @@ export function parseIpsetSave(text: string, family: IpsetFamily): Map<string, K
 }
 
 export interface IpsetIo {
-  /** Reads our sets of one family; resolves with the parsed state and the raw result (for logs). */
+  /**
+   * Reads our sets of one family; resolves with the parsed state and the raw result (for logs).
+   * Reads that overlap share one `ipset save` (it prints every family's sets).
+   */
   read(family: IpsetFamily): Promise<{ sets: Map<string, KernelIpsetState>; result: CommandResult }>;
   /** `ipset restore`; rejects with a CommandError. Not atomic: re-read after a failure. */
   apply(input: string): Promise<CommandResult>;
@@ -81,9 +84,11 @@ export const SESSION_MAX_LINES = 100;
  * larger ones, and every update when it cannot start, through `ipset restore`.
  */
 export function createIpsetIo(runner: CommandRunner, session?: IpsetSession): IpsetIo {
+  let saving: Promise<CommandResult> | undefined;
   return {
     async read(family) {
-      const result = await runChecked(runner, ['ipset', 'save']);
+      saving ??= runChecked(runner, ['ipset', 'save']).finally(() => (saving = undefined));
+      const result = await saving;
       return { sets: parseIpsetSave(result.stdout, family), result };
     },
     async apply(input) {

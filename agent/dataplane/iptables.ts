@@ -14,7 +14,7 @@
 import type { IpFamily, KernelTableState, TableName, BuiltinRule } from '../../compiler/types.js';
 import { HASH_COMMENT_PREFIX, isOwnedChain } from '../../compiler/names.js';
 import { runChecked } from './command-runner.js';
-import { detach } from './detach.js';
+import { detach } from '../../src/model/index.js';
 import type { IptablesBackend } from './iptables-backend.js';
 import type { CommandResult, CommandRunner } from './types.js';
 

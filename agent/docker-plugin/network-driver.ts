@@ -73,7 +73,7 @@ export const peerInterfaceName = (endpointId: string): string => `tmp${endpointI
 
 /** A stable, locally administered unicast MAC for a container whose MAC Docker left to us. */
 export function containerMac(endpointId: string): string {
-  const hex = sha256Hex(endpointId).slice(0, 10);
+  const hex = sha256Hex(endpointId, 10);
   return ['02', ...(hex.match(/../g) ?? [])].join(':');
 }
 

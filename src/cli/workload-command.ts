@@ -128,7 +128,7 @@ function interfacePrefix(env: NodeJS.ProcessEnv): string {
 
 /** The endpoint reference and host-side interface name of workload `name` on `host`. */
 export function workloadIdentity(host: string, name: string, prefix = DEFAULT_INTERFACE_PREFIX): { ref: EndpointRef; hostInterface: string } {
-  const endpointId = sha256Hex(`${host}/${CLI_ORCHESTRATOR}/${name}`).slice(0, 32);
+  const endpointId = sha256Hex(`${host}/${CLI_ORCHESTRATOR}/${name}`, 32);
   return {
     ref: { host, orchestrator: CLI_ORCHESTRATOR, workload: name, endpointId },
     hostInterface: `${prefix}${endpointId.slice(0, MAX_INTERFACE_NAME - prefix.length)}`,

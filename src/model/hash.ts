@@ -3,8 +3,13 @@
  */
 import { createHash } from 'node:crypto';
 
-export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
+/**
+ * The first `length` hex digits (default all 64) of SHA-256 over `text`, as a string of its own:
+ * a prefix cut from the full digest would keep the 64-digit string alive behind it.
+ */
+export function sha256Hex(text: string, length = 64): string {
+  const hex = createHash('sha256').update(text, 'utf8').digest().toString('hex', 0, Math.ceil(length / 2));
+  return hex.length === length ? hex : hex.slice(0, length);
 }
 
 /**
@@ -13,5 +18,5 @@ export function sha256Hex(text: string): string {
  */
 export function uniquelyShorten(text: string, maxLength: number): string {
   if (text.length < maxLength || (text.length === maxLength && !text.startsWith('_'))) return text;
-  return `_${sha256Hex(`${maxLength} ${text}`).slice(0, maxLength - 1)}`;
+  return `_${sha256Hex(`${maxLength} ${text}`, maxLength - 1)}`;
 }

@@ -9,3 +9,4 @@ export * from './endpoint.js';
 export * from './keys.js';
 export * from './decode.js';
 export * from './hash.js';
+export * from './detach.js';

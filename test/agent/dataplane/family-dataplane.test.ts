@@ -10,7 +10,8 @@ import type { IpFamily, KernelFamilyState } from '../../../compiler/types.js';
 import { CommandError, createCommandRunner } from '../../../agent/dataplane/command-runner.js';
 import { createFamilyDataplane } from '../../../agent/dataplane/family-dataplane.js';
 import { selectIptablesBackend, type IptablesMode } from '../../../agent/dataplane/iptables-backend.js';
-import type { ExecObserver } from '../../../agent/dataplane/types.js';
+import { createIpsetIo } from '../../../agent/dataplane/ipsets.js';
+import type { CommandRunner, ExecObserver } from '../../../agent/dataplane/types.js';
 import { createNetns, type Netns } from '../../helpers/netns.js';
 
 const namespaces: Netns[] = [];
@@ -169,6 +170,26 @@ describe.each(['nft', 'legacy'] as IptablesMode[])('%s backend', (mode) => {
     expect(setError).toBeInstanceOf(CommandError);
     expect((setError as CommandError).stderr).toMatch(/line 2/);
     expect((setError as CommandError).input).toBe(badSet);
+  });
+
+  it('shares one `ipset save` between the families when their reads overlap, each keeping its own sets', async () => {
+    const real = createCommandRunner({ netns: ns.name });
+    const saves: string[][] = [];
+    const runner: CommandRunner = { run: (argv, options) => (argv[0] === 'ipset' && saves.push([...argv]), real.run(argv, options)) };
+    const backend = await selectIptablesBackend(real, mode);
+    const ipsets = createIpsetIo(runner);
+    const [v4, v6] = ([4, 6] as const).map((family) => createFamilyDataplane({ runner, family, backend, ipsets }));
+    await v4!.applyIpsets('create cali4-tag-shared hash:net family inet\nadd cali4-tag-shared 192.0.2.7\n');
+    await v6!.applyIpsets('create cali6-tag-shared hash:net family inet6\nadd cali6-tag-shared 2001:db8::7\n');
+    saves.length = 0;
+    const [state4, state6] = await Promise.all([v4!.read(), v6!.read()]);
+    expect(saves).toEqual([['ipset', 'save']]);
+    expect([...(state4.ipsets.get('cali4-tag-shared')?.members ?? [])]).toEqual(['192.0.2.7']);
+    expect(state4.ipsets.has('cali6-tag-shared')).toBe(false);
+    expect([...(state6.ipsets.get('cali6-tag-shared')?.members ?? [])]).toEqual(['2001:db8::7']);
+    // Reads that do not overlap each run their own save (a later read never sees an older kernel).
+    await v4!.read();
+    expect(saves).toHaveLength(2);
   });
 
   it('does nothing for blank input', async () => {

@@ -24,6 +24,7 @@ import type { EndpointToHostAction, PortSpec } from '../compiler/types.js';
 import { etcdSettingsFromEnv } from '../src/datastore/settings.js';
 import type { EtcdSettings } from '../src/datastore/settings.js';
 import { HOST_PATTERN } from '../src/model/index.js';
+import { versionLine } from '../src/version.js';
 
 export type IptablesBackendChoice = 'auto' | 'legacy' | 'nft';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -327,7 +328,7 @@ export function loadConfig(input: LoadConfigInput): AgentConfig {
   const readFile = input.readFile ?? ((path: string) => readFileSync(path, 'utf8'));
   const flags = parseFlags(argv);
   if (flags.help) throw new InfoRequest(usage());
-  if (flags.version) throw new InfoRequest('calico-agent 0.1.0');
+  if (flags.version) throw new InfoRequest(versionLine('calico-agent'));
 
   const configPath = (flags.config as string | undefined) ?? env[CONFIG_FILE_ENV];
   const file: FileValues = configPath ? readConfigFile(configPath, readFile) : new Map();

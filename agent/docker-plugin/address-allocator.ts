@@ -17,7 +17,8 @@
  */
 import type { Etcd3 } from 'etcd3';
 import { PluginRequestError } from './http-server.js';
-import { toDatastoreError, type EtcdSettings } from '../../src/datastore/index.js';
+import { toDatastoreError } from '../../src/datastore/client.js';
+import type { EtcdSettings } from '../../src/datastore/index.js';
 import {
   formatIp,
   ipAssignmentKey,

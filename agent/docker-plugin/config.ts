@@ -23,6 +23,7 @@ import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { etcdSettingsFromEnv, type EtcdSettings } from '../../src/datastore/index.js';
 import { canonicalCidr, cidrVersion, HOST_PATTERN, maskedCidr, type IpVersion } from '../../src/model/index.js';
+import { versionLine } from '../../src/version.js';
 
 export type PluginLogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 const LOG_LEVELS: readonly PluginLogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
@@ -47,7 +48,7 @@ export class PluginConfigError extends Error {
   readonly exitCode = 2;
 }
 
-/** `--help`: print `text` and exit 0. */
+/** `--help` or `--version`: print `text` and exit 0. */
 export class PluginHelpRequest {
   constructor(readonly text: string) {}
 }
@@ -68,6 +69,7 @@ export const PLUGIN_HELP = [
   '  --default-pool-v4=CIDR   [CALICO_DOCKER_DEFAULT_POOL_V4] pool used while etcd has no IPv4 pool',
   '  --default-pool-v6=CIDR   [CALICO_DOCKER_DEFAULT_POOL_V6] pool used while etcd has no IPv6 pool',
   '  --log-level=LEVEL        [CALICO_DOCKER_PLUGIN_LOG_LEVEL] trace|debug|info|warn|error|silent; default info',
+  '  --help, --version',
   '  etcd: ETCD_ENDPOINTS, ETCD_CA_CERT_FILE, ETCD_CERT_FILE, ETCD_KEY_FILE',
 ].join('\n');
 
@@ -80,6 +82,7 @@ const OPTIONS = {
   'default-pool-v6': { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
 } as const;
 
 function pick(flag: string | undefined, env: string | undefined): string | undefined {
@@ -116,6 +119,7 @@ export function loadPluginConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     throw new PluginConfigError(`${(error as Error).message.split('\n')[0]} (see --help)`);
   }
   if (values.help) throw new PluginHelpRequest(PLUGIN_HELP);
+  if (values.version) throw new PluginHelpRequest(versionLine('calico-docker-plugin'));
   const flag = (name: keyof typeof OPTIONS): string | undefined => values[name] as string | undefined;
 
   const socketPath = pick(flag('socket'), env.CALICO_DOCKER_PLUGIN_SOCKET) ?? '/run/docker/plugins/calico.sock';

@@ -10,7 +10,8 @@
  * stderr too.
  */
 import { pino } from 'pino';
-import { CalicoStore, createEtcdClient } from '../../src/datastore/index.js';
+import { createEtcdClient, etcd3Kv } from '../../src/datastore/client.js';
+import { CalicoStore } from '../../src/datastore/index.js';
 import { routeProcessWarnings } from '../../src/process-warnings.js';
 import { AddressAllocator } from './address-allocator.js';
 import { loadPluginConfig, PluginConfigError, PluginHelpRequest, type PluginConfig } from './config.js';
@@ -48,7 +49,7 @@ async function main(): Promise<void> {
   } catch (error) {
     fail(2, (error as Error).message);
   }
-  const store = new CalicoStore(etcd, config.etcd);
+  const store = new CalicoStore(etcd3Kv(etcd, config.etcd));
   const allocator = new AddressAllocator(etcd, config.etcd, config.hostname, config.defaultPools);
   const routes = new Map<string, Handler>([
     ['/Plugin.Activate', async () => ({ Implements: ['NetworkDriver', 'IpamDriver'] })],

@@ -1,30 +1,17 @@
 /**
- * What every calicoctl command shares: the error types that map to exit status 1, the host name
- * resolution, option splitting, and the lazily opened datastore.
+ * What every calicoctl command shares: the host name resolution, option splitting, and the
+ * lazily opened datastore (the error types are in cli-errors.ts).
  *
  * Invariants: commands never call process.exit; they write through `ctx.out` and signal failure
  * by throwing `CliError` (message → stderr, exit 1) or `UsageError` (usage → stderr, exit 1).
  * The etcd client is created on first use, so `--help` and syntax errors need no etcd.
  */
 import { hostname as osHostname } from 'node:os';
-import { CalicoStore, createEtcdClient, etcdSettingsFromEnv } from '../datastore/index.js';
+import { CalicoStore, etcdSettingsFromEnv, gatewayKv, GatewayUnusableError, withFallback } from '../datastore/index.js';
 import { HOST_PATTERN } from '../model/index.js';
+import { CliError, UsageError } from './cli-errors.js';
 
-/** A failure to report on stderr (one or more lines) with exit status 1. */
-export class CliError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'CliError';
-  }
-}
-
-/** Bad command syntax: print `usage` on stderr, exit status 1. */
-export class UsageError extends Error {
-  constructor(readonly usage: string) {
-    super('invalid command syntax');
-    this.name = 'UsageError';
-  }
-}
+export { CliError, UsageError } from './cli-errors.js';
 
 export interface CliContext {
   env: NodeJS.ProcessEnv;
@@ -36,12 +23,8 @@ export interface CliContext {
   readStdin(): Promise<string>;
 }
 
-export interface Command {
-  name: string;
-  /** One line for the top-level usage, e.g. `calicoctl profile <subcommand> …`. */
-  synopsis: string;
-  run(args: string[], ctx: CliContext): Promise<void>;
-}
+/** A command's entry point (main.ts loads its module only when the command is run). */
+export type CommandRun = (args: string[], ctx: CliContext) => Promise<void>;
 
 /**
  * This host's name as the datastore knows it: the `--hostname` value, else `CALICO_HOSTNAME`,
@@ -112,7 +95,12 @@ export function processContext(env: NodeJS.ProcessEnv): CliContext & { close(): 
     store: () => {
       if (!store) {
         const settings = etcdSettingsFromEnv(env);
-        store = new CalicoStore(createEtcdClient(settings), settings);
+        // etcd's JSON gateway (fast to load); gRPC only where the gateway cannot serve.
+        const fallback = async () => {
+          const { createEtcdClient, etcd3Kv } = await import('../datastore/client.js');
+          return etcd3Kv(createEtcdClient(settings), settings);
+        };
+        store = new CalicoStore(withFallback(gatewayKv(settings), (error) => error instanceof GatewayUnusableError, fallback));
       }
       return store;
     },

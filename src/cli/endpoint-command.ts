@@ -6,7 +6,7 @@
  * code does not model are preserved; a legacy `profile_id` is rewritten as `profile_ids`.
  */
 import { endpointProfileIds, type StoredEndpoint } from '../datastore/index.js';
-import { CliError, splitOptions, UsageError, type CliContext, type Command } from './cli-context.js';
+import { CliError, splitOptions, UsageError, type CliContext } from './cli-context.js';
 import { renderTable, sortRows } from './pretty-table.js';
 import { checkArguments } from './rule-spec.js';
 
@@ -149,7 +149,7 @@ async function editProfiles(
   else ctx.out(`Profile(s) set to ${profiles.join(', ')}.\n`);
 }
 
-async function runEndpoint(args: string[], ctx: CliContext): Promise<void> {
+export async function runEndpoint(args: string[], ctx: CliContext): Promise<void> {
   const options = splitOptions(
     args,
     { flags: ['--detailed', '--help', '-h'], valued: ['--host', '--orchestrator', '--workload', '--endpoint'] },
@@ -188,9 +188,3 @@ async function runEndpoint(args: string[], ctx: CliContext): Promise<void> {
   if (verb !== 'append' && verb !== 'remove' && verb !== 'set') usage();
   await editProfiles(ctx, filter, verb, profiles);
 }
-
-export const endpointCommand: Command = {
-  name: 'endpoint',
-  synopsis: 'calicoctl endpoint <subcommand> [<args>...]  Show endpoints; assign profiles to them.',
-  run: runEndpoint,
-};

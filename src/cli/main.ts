@@ -4,26 +4,49 @@
  * owns the one top-level error handler (CliError/UsageError/DatastoreError → one message on
  * stderr, exit 1; anything else is a bug and prints its stack).
  *
- * Adding a command: implement `Command` (cli-context.ts) in its own module and add it to
- * COMMANDS.
+ * Start-up cost is the point of this module's shape: it imports only the error types, and loads
+ * a command's module (and through it the model and the datastore) when that command runs, so
+ * `calicoctl --help` and `--version` cost little more than Node itself.
+ *
+ * Adding a command: write a module exporting its `CommandRun` and add a row to COMMANDS.
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { DatastoreError } from '../datastore/index.js';
-import { CliError, processContext, UsageError, type Command } from './cli-context.js';
-import { endpointCommand } from './endpoint-command.js';
-import { profileCommand } from './profile-command.js';
+import { DatastoreError } from '../datastore/errors.js';
 import { routeProcessWarnings } from '../process-warnings.js';
-import { workloadCommand } from './workload-command.js';
+import { versionLine } from '../version.js';
+import type { CommandRun } from './cli-context.js';
+import { CliError, UsageError } from './cli-errors.js';
 
-export { CliError, UsageError, resolveHostname, type CliContext, type Command } from './cli-context.js';
+export { CliError, UsageError } from './cli-errors.js';
 
-const COMMANDS: readonly Command[] = [profileCommand, endpointCommand, workloadCommand];
+interface CommandEntry {
+  name: string;
+  /** One line for the top-level usage. */
+  synopsis: string;
+  load(): Promise<CommandRun>;
+}
+
+const COMMANDS: readonly CommandEntry[] = [
+  {
+    name: 'profile',
+    synopsis: 'calicoctl profile <subcommand> [<args>...]   Configure profiles (rules and tags).',
+    load: async () => (await import('./profile-command.js')).runProfile,
+  },
+  {
+    name: 'endpoint',
+    synopsis: 'calicoctl endpoint <subcommand> [<args>...]  Show endpoints; assign profiles to them.',
+    load: async () => (await import('./endpoint-command.js')).runEndpoint,
+  },
+  {
+    name: 'workload',
+    synopsis: 'calicoctl workload <subcommand> [<args>...]  Attach a network namespace as a workload; detach it.',
+    load: async () => (await import('./workload-command.js')).runWorkload,
+  },
+];
 
 function topUsage(): string {
-  return ['Usage:', ...COMMANDS.map((c) => `  ${c.synopsis}`), '', "See 'calicoctl <command> --help' for a command's options."].join(
-    '\n',
-  );
+  return ['Usage:', ...COMMANDS.map((c) => `  ${c.synopsis}`), '  calicoctl --version', '', "See 'calicoctl <command> --help' for a command's options."].join('\n');
 }
 
 /** Runs calicoctl with `argv` (without node and script); resolves to the exit status. */
@@ -34,14 +57,19 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     stream.write(`${topUsage()}\n`);
     return name === undefined ? 1 : 0;
   }
+  if (name === '--version' || name === 'version') {
+    process.stdout.write(`${versionLine('calicoctl')}\n`);
+    return 0;
+  }
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) {
     process.stderr.write(`${topUsage()}\n`);
     return 1;
   }
+  const [run, { processContext }] = await Promise.all([command.load(), import('./cli-context.js')]);
   const ctx = processContext(env);
   try {
-    await command.run(args, ctx);
+    await run(args, ctx);
     return 0;
   } catch (error) {
     if (error instanceof UsageError) process.stderr.write(`${error.usage}\n`);

@@ -7,7 +7,7 @@
  */
 import { endpointProfileIds, keepMemberOrder, ProfileInUseError } from '../datastore/index.js';
 import { formatIssues, parseJson, rulesSchema, type Rule, type Rules } from '../model/index.js';
-import { CliError, splitOptions, UsageError, type CliContext, type Command } from './cli-context.js';
+import { CliError, splitOptions, UsageError, type CliContext } from './cli-context.js';
 import { renderTable, sortRows } from './pretty-table.js';
 import { PROFILE_HELP, PROFILE_USAGE } from './profile-help.js';
 import { buildRule, checkArguments, parseRuleSpec } from './rule-spec.js';
@@ -152,7 +152,7 @@ async function ruleAddRemove(
   if (duplicate) ctx.out('Rule already present, skipping.\n');
 }
 
-async function runProfile(args: string[], ctx: CliContext): Promise<void> {
+export async function runProfile(args: string[], ctx: CliContext): Promise<void> {
   const options = splitOptions(args, { flags: ['--detailed', '--no-check', '--help', '-h'], valued: ['--at'] }, PROFILE_USAGE);
   if (options.flags.has('--help') || options.flags.has('-h')) {
     ctx.out(`${PROFILE_HELP}\n`);
@@ -208,9 +208,3 @@ async function runProfile(args: string[], ctx: CliContext): Promise<void> {
     usage();
   }
 }
-
-export const profileCommand: Command = {
-  name: 'profile',
-  synopsis: 'calicoctl profile <subcommand> [<args>...]   Configure profiles (rules and tags).',
-  run: runProfile,
-};

@@ -26,7 +26,7 @@ import {
   type EndpointRef,
   type IpVersion,
 } from '../model/index.js';
-import { CliError, resolveHostname, UsageError, type CliContext, type Command } from './cli-context.js';
+import { CliError, resolveHostname, UsageError, type CliContext } from './cli-context.js';
 import {
   assertNamespace,
   createWorkloadVeth,
@@ -260,7 +260,7 @@ async function removeWorkload(options: WorkloadOptions, ctx: CliContext): Promis
   ctx.out(`Workload ${name} removed from host ${host}\n`);
 }
 
-async function runWorkload(args: string[], ctx: CliContext): Promise<void> {
+export async function runWorkload(args: string[], ctx: CliContext): Promise<void> {
   const [verb, ...rest] = args;
   const options = parseOptions(rest);
   if (verb === '--help' || verb === '-h' || options.help) {
@@ -271,9 +271,3 @@ async function runWorkload(args: string[], ctx: CliContext): Promise<void> {
   if (verb === 'remove') return removeWorkload(options, ctx);
   throw new UsageError(WORKLOAD_USAGE);
 }
-
-export const workloadCommand: Command = {
-  name: 'workload',
-  synopsis: 'calicoctl workload <subcommand> [<args>...]  Attach a network namespace as a workload; detach it.',
-  run: runWorkload,
-};

@@ -15,7 +15,6 @@
  *   starts referencing the profile meanwhile makes the delete retry (and then refuse).
  * - All etcd failures surface as typed DatastoreErrors (errors.ts).
  */
-import type { Etcd3, ICompare, IKeyValue, IRequestOp, ITxnResponse } from 'etcd3';
 import {
   defaultRules,
   endpointKey,
@@ -40,7 +39,6 @@ import {
   type Tags,
   tagsSchema,
 } from '../model/index.js';
-import { toDatastoreError } from './client.js';
 import {
   DatastoreConflictError,
   DatastoreDataError,
@@ -50,8 +48,8 @@ import {
   ProfileInUseError,
   ProfileNotFoundError,
 } from './errors.js';
+import { prefixEnd, type Compare, type EtcdKv, type KeyValue, type RequestOp, type TxnResponse } from './kv.js';
 import { pythonJsonDumps } from './python-json.js';
-import type { EtcdSettings } from './settings.js';
 import { decodeOrderedRules, decodeStoredTags, encodeRules, encodeTags } from './stored-values.js';
 
 export interface Profile {
@@ -90,38 +88,25 @@ interface Kv {
 const CONFLICT = Symbol('conflict');
 type Attempt<T> = T | typeof CONFLICT;
 
-/** The first key after every key that starts with `prefix` (etcd range_end for a prefix). */
-function prefixEnd(prefix: string): Buffer {
-  const bytes = Buffer.from(prefix);
-  for (let i = bytes.length - 1; i >= 0; i--) {
-    if (bytes[i]! < 0xff) {
-      const end = Buffer.from(bytes.subarray(0, i + 1));
-      end[i] = end[i]! + 1;
-      return end;
-    }
-  }
-  return Buffer.from([0]);
-}
-
-const toKv = (kv: IKeyValue): Kv => ({
+const toKv = (kv: KeyValue): Kv => ({
   key: kv.key.toString(),
   value: kv.value.toString(),
   modRevision: String(kv.mod_revision),
 });
 
 /** Compare: `key` still has the mod_revision we read (0 = still absent). */
-const unchanged = (key: string, modRevision: string | number): ICompare => ({
+const unchanged = (key: string, modRevision: string | number): Compare => ({
   key: Buffer.from(key),
   target: 'Mod',
   result: 'Equal',
   mod_revision: String(modRevision),
 });
 
-const putOp = (key: string, value: string): IRequestOp => ({
+const putOp = (key: string, value: string): RequestOp => ({
   request_put: { key: Buffer.from(key), value: Buffer.from(value) },
 });
 
-const rangeOp = (prefix: string): IRequestOp => ({
+const rangeOp = (prefix: string): RequestOp => ({
   request_range: { key: Buffer.from(prefix), range_end: prefixEnd(prefix) },
 });
 
@@ -155,15 +140,14 @@ export class CalicoStore {
   private readonly maxAttempts: number;
 
   constructor(
-    private readonly client: Etcd3,
-    private readonly settings: EtcdSettings,
+    private readonly kv: EtcdKv,
     options: StoreOptions = {},
   ) {
     this.maxAttempts = options.maxAttempts ?? 100;
   }
 
   close(): void {
-    this.client.close();
+    this.kv.close();
   }
 
   // ---- profiles ------------------------------------------------------------------------------
@@ -224,11 +208,11 @@ export class CalicoStore {
       const ranges = [rangeOp(prefix)];
       if (options.checkEndpoints) ranges.push(rangeOp(HOSTS_PREFIX));
       const read = await this.txn([], ranges);
-      const profileKvs = read.responses[0]?.response_range.kvs ?? [];
+      const profileKvs = read.responses[0]?.response_range?.kvs ?? [];
       if (profileKvs.length === 0) throw new ProfileNotFoundError(name);
       const compares = profileKvs.map((kv) => unchanged(kv.key.toString(), kv.mod_revision));
       if (options.checkEndpoints) {
-        const hostKvs = (read.responses[1]?.response_range.kvs ?? []).map(toKv);
+        const hostKvs = (read.responses[1]?.response_range?.kvs ?? []).map(toKv);
         const users = this.endpointsFrom(hostKvs)
           .filter((e) => endpointProfileIds(e).includes(name))
           .map((e) => e.key);
@@ -336,7 +320,7 @@ export class CalicoStore {
     assertEndpointRef(ref);
     const key = endpointKey(ref);
     const response = await this.txn([], [{ request_delete_range: { key: Buffer.from(key) } }]);
-    return Number(response.responses[0]?.response_delete_range.deleted ?? 0) > 0;
+    return Number(response.responses[0]?.response_delete_range?.deleted ?? 0) > 0;
   }
 
   // ---- internals -----------------------------------------------------------------------------
@@ -423,24 +407,16 @@ export class CalicoStore {
 
   /** Keys (and values) under a prefix, or the single `key` when `exact`. */
   private async range(prefixOrKey: string, keysOnly = false, exact = false): Promise<Kv[]> {
-    try {
-      const response = await this.client.kv.range({
-        key: Buffer.from(prefixOrKey),
-        ...(exact ? {} : { range_end: prefixEnd(prefixOrKey) }),
-        keys_only: keysOnly,
-      });
-      return response.kvs.map(toKv);
-    } catch (e) {
-      throw toDatastoreError(e, this.settings);
-    }
+    const response = await this.kv.range({
+      key: Buffer.from(prefixOrKey),
+      ...(exact ? {} : { range_end: prefixEnd(prefixOrKey) }),
+      keys_only: keysOnly,
+    });
+    return response.kvs.map(toKv);
   }
 
-  private async txn(compare: ICompare[], success: IRequestOp[]): Promise<ITxnResponse> {
-    try {
-      return await this.client.kv.txn({ compare, success, failure: [] });
-    } catch (e) {
-      throw toDatastoreError(e, this.settings);
-    }
+  private async txn(compare: Compare[], success: RequestOp[]): Promise<TxnResponse> {
+    return this.kv.txn({ compare, success });
   }
 }
 

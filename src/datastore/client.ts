@@ -1,5 +1,6 @@
 /**
- * etcd v3 client construction and error translation.
+ * etcd v3 client construction (gRPC, the `etcd3` package), error translation, and the EtcdKv
+ * (kv.ts) over such a client.
  *
  * `createEtcdClient` builds an etcd3 `Etcd3` from `EtcdSettings`. Its fault handling is
  * deliberately short by default (bounded dial and call deadlines, no hidden retries): callers
@@ -18,6 +19,7 @@ import {
   DatastoreRequestError,
   DatastoreUnavailableError,
 } from './errors.js';
+import type { EtcdKv, KeyValue, ResponseOp } from './kv.js';
 import type { EtcdSettings } from './settings.js';
 
 export interface EtcdClientOptions {
@@ -75,4 +77,38 @@ export function toDatastoreError(error: unknown, settings: EtcdSettings): Datast
   }
   const kind = error instanceof GRPCGenericError ? 'rejected the request' : 'failed';
   return new DatastoreRequestError(`etcd at ${where} ${kind}: ${shortReason(error)}`, { cause: error });
+}
+
+const keyValue = (kv: { key: Buffer; value: Buffer; mod_revision: string | number }): KeyValue => ({
+  key: kv.key,
+  value: kv.value,
+  mod_revision: String(kv.mod_revision),
+});
+
+/** The EtcdKv of an etcd3 client; `close()` closes the client. */
+export function etcd3Kv(client: Etcd3, settings: EtcdSettings): EtcdKv {
+  return {
+    async range(request) {
+      try {
+        const response = await client.kv.range(request);
+        return { header: { revision: String(response.header.revision) }, kvs: response.kvs.map(keyValue) };
+      } catch (error) {
+        throw toDatastoreError(error, settings);
+      }
+    },
+    async txn(request) {
+      try {
+        const response = await client.kv.txn({ ...request, failure: [] });
+        const responses = response.responses.map((op): ResponseOp => {
+          if (op.response_range) return { response_range: { kvs: op.response_range.kvs.map(keyValue) } };
+          if (op.response_delete_range) return { response_delete_range: { deleted: String(op.response_delete_range.deleted) } };
+          return { response_put: {} };
+        });
+        return { header: { revision: String(response.header.revision) }, succeeded: response.succeeded, responses };
+      } catch (error) {
+        throw toDatastoreError(error, settings);
+      }
+    },
+    close: () => client.close(),
+  };
 }

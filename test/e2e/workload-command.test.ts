@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import type { Etcd3 } from 'etcd3';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { workloadIdentity } from '../../src/cli/workload-command.js';
-import { createEtcdClient } from '../../src/datastore/index.js';
+import { createEtcdClient } from '../../src/datastore/client.js';
 import { startEtcd, type EtcdInstance } from '../helpers/etcd.js';
 import { createNetns, type ExecResult, type Netns } from '../helpers/netns.js';
 import { CALICOCTL } from '../lab/lab.js';

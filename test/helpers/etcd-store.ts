@@ -4,7 +4,8 @@
  * accessors (valid inside tests).
  */
 import { afterAll, beforeAll } from 'vitest';
-import { CalicoStore, createEtcdClient, etcdSettingsFromEnv } from '../../src/datastore/index.js';
+import { createEtcdClient, etcd3Kv } from '../../src/datastore/client.js';
+import { CalicoStore, etcdSettingsFromEnv, gatewayKv } from '../../src/datastore/index.js';
 import { startEtcd, type EtcdInstance } from './etcd.js';
 
 export interface EtcdStoreFixture {
@@ -12,13 +13,16 @@ export interface EtcdStoreFixture {
   readonly store: CalicoStore;
 }
 
-export function useEtcdStore(): EtcdStoreFixture {
+/** How the store reaches etcd: gRPC (agent, plugin) or the JSON gateway (calicoctl). */
+export type KvKind = 'grpc' | 'gateway';
+
+export function useEtcdStore(kind: KvKind = 'grpc'): EtcdStoreFixture {
   let etcd: EtcdInstance | undefined;
   let store: CalicoStore | undefined;
   beforeAll(async () => {
     etcd = await startEtcd();
     const settings = etcdSettingsFromEnv(etcd.env);
-    store = new CalicoStore(createEtcdClient(settings), settings);
+    store = new CalicoStore(kind === 'grpc' ? etcd3Kv(createEtcdClient(settings), settings) : gatewayKv(settings));
   });
   afterAll(async () => {
     store?.close();

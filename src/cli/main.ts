@@ -93,6 +93,5 @@ function invokedDirectly(): boolean {
 
 if (invokedDirectly()) {
   routeProcessWarnings((warning) => process.stderr.write(`calicoctl: warning: ${warning.message}\n`));
-  const code = await main(process.argv.slice(2));
-  process.exitCode = code;
+  void main(process.argv.slice(2)).then((code) => (process.exitCode = code));
 }

@@ -17,7 +17,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type * as Https from 'node:https';
+import { createRequire } from 'node:module';
 import { DatastoreConfigError, DatastoreRequestError, DatastoreUnavailableError } from './errors.js';
 import type { Compare, EtcdKv, KeyValue, RangeRequest, RequestOp, ResponseOp } from './kv.js';
 import type { EtcdSettings } from './settings.js';
@@ -86,7 +87,15 @@ export function gatewayKv(settings: EtcdSettings, options: GatewayKvOptions = {}
   const { caCertFile, certFile, keyFile } = settings.tls;
   const tls = { ca: readTls(caCertFile, 'ETCD_CA_CERT_FILE'), cert: readTls(certFile, 'ETCD_CERT_FILE'), key: readTls(keyFile, 'ETCD_KEY_FILE') };
   const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 4 });
-  const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 4, ...tls });
+  // node:https (and TLS with it) is loaded only for an https endpoint: it costs ~10 ms at start.
+  let https: { module: typeof Https; agent: Https.Agent } | undefined;
+  const httpsClient = () => {
+    if (https === undefined) {
+      const module = createRequire(import.meta.url)('node:https') as typeof Https;
+      https = { module, agent: new module.Agent({ keepAlive: true, maxSockets: 4, ...tls }) };
+    }
+    return https;
+  };
   /** The endpoint that answered last: tried first. */
   let preferred = 0;
 
@@ -94,11 +103,12 @@ export function gatewayKv(settings: EtcdSettings, options: GatewayKvOptions = {}
     const url = new URL(path, endpoint);
     const secure = url.protocol === 'https:';
     return new Promise((resolve, reject) => {
-      const request = (secure ? httpsRequest : httpRequest)(
+      const client = secure ? httpsClient() : undefined;
+      const request = (client ? client.module.request : httpRequest)(
         url,
         {
           method: 'POST',
-          agent: secure ? httpsAgent : httpAgent,
+          agent: client ? client.agent : httpAgent,
           headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
           timeout: callTimeoutMs,
         },
@@ -171,7 +181,7 @@ export function gatewayKv(settings: EtcdSettings, options: GatewayKvOptions = {}
     },
     close() {
       httpAgent.destroy();
-      httpsAgent.destroy();
+      https?.agent.destroy();
     },
   };
 }

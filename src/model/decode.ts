@@ -4,7 +4,7 @@
  * Invariant: `decodeEntry` never throws. An invalid value comes back as `{ ok: false }` with a
  * one-line reason; the agent treats it as absent (fail closed), the CLI reports it.
  */
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import { endpointSchema, poolSchema, tagsSchema, type Endpoint, type Pool, type Tags } from './endpoint.js';
 import { ID_PATTERN } from './ids.js';
 import { isValidEndpointRef, parseKey, type EndpointRef, type KeyRef } from './keys.js';
@@ -25,7 +25,7 @@ export type DecodeResult =
   | { ok: 'ignored' };
 
 /** One line naming each offending field: `inbound_rules[1].dst_ports[0]: invalid port …`. */
-export function formatIssues(error: z.ZodError): string {
+export function formatIssues(error: z.core.$ZodError): string {
   return error.issues
     .map((issue) => {
       const path = issue.path
@@ -45,7 +45,7 @@ export function parseJson(text: string): { ok: true; value: unknown } | { ok: fa
   }
 }
 
-function decodeWith<T>(schema: z.ZodType<T>, text: string): { ok: true; value: T } | { ok: false; reason: string } {
+function decodeWith<T>(schema: z.ZodMiniType<T>, text: string): { ok: true; value: T } | { ok: false; reason: string } {
   const json = parseJson(text);
   if (!json.ok) return json;
   const parsed = schema.safeParse(json.value);

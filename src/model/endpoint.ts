@@ -5,47 +5,33 @@
  * converted), nets are canonical CIDRs of their family, the MAC (when present) is lower-case
  * colon form, gateways are canonical IPs or absent. Unknown members are tolerated and kept.
  */
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import { converted, convertedNullish } from './schema-kit.js';
 import { ID_PATTERN, INTERFACE_NAME_PATTERN } from './ids.js';
 import { canonicalCidr, canonicalIp, canonicalMac, cidrVersion, type IpVersion } from './ip.js';
 
 export const tagsSchema = z.array(
-  z
-    .string({ error: 'expected a tag name' })
-    .regex(ID_PATTERN, { error: (iss) => `invalid tag ${JSON.stringify(iss.input)}` }),
+  z.string({ error: 'expected a tag name' }).check(z.regex(ID_PATTERN, { error: (iss) => `invalid tag ${JSON.stringify(iss.input)}` })),
   { error: 'expected a list of tags' },
 );
 
 export type Tags = z.infer<typeof tagsSchema>;
 
+/** `canonical` when it is of `version`. */
+const ofVersion = (version: IpVersion) => (canonical: string | undefined) =>
+  canonical !== undefined && cidrVersion(canonical) === version ? canonical : undefined;
+
 const netsOf = (version: IpVersion) =>
-  z
-    .array(
-      z.string().transform((text, ctx) => {
-        const canonical = canonicalCidr(text);
-        if (canonical === undefined || cidrVersion(canonical) !== version) {
-          ctx.addIssue({ code: 'custom', message: `${JSON.stringify(text)} is not a valid IPv${version} CIDR` });
-          return z.NEVER;
-        }
-        return canonical;
-      }),
+  z._default(
+    z.array(
+      converted(z.string(), (text) => ofVersion(version)(canonicalCidr(text)), (text) => `${JSON.stringify(text)} is not a valid IPv${version} CIDR`),
       { error: 'expected a list of CIDRs' },
-    )
-    .default([]);
+    ),
+    [],
+  );
 
 const gatewayOf = (version: IpVersion) =>
-  z
-    .string()
-    .nullish()
-    .transform((text, ctx) => {
-      if (text === null || text === undefined) return undefined;
-      const canonical = canonicalIp(text);
-      if (canonical === undefined || cidrVersion(canonical) !== version) {
-        ctx.addIssue({ code: 'custom', message: `${JSON.stringify(text)} is not a valid IPv${version} gateway` });
-        return z.NEVER;
-      }
-      return canonical;
-    });
+  convertedNullish((text) => ofVersion(version)(canonicalIp(text)), (text) => `${JSON.stringify(text)} is not a valid IPv${version} gateway`);
 
 /** Moves a legacy `profile_id` into `profile_ids`, as Felix does. */
 function withProfileIds(value: unknown): unknown {
@@ -58,28 +44,17 @@ function withProfileIds(value: unknown): unknown {
   return value;
 }
 
-export const endpointSchema = z.preprocess(
-  withProfileIds,
+export const endpointSchema = z.pipe(
+  z.transform(withProfileIds),
   z.looseObject(
     {
       state: z.enum(['active', 'inactive'], { error: 'expected "active" or "inactive"' }),
       name: z
         .string({ error: 'expected an interface name' })
-        .regex(INTERFACE_NAME_PATTERN, { error: 'expected an interface name (1-15 of [a-zA-Z0-9_-])' }),
-      mac: z
-        .string()
-        .nullish()
-        .transform((text, ctx) => {
-          if (text === null || text === undefined) return undefined;
-          const canonical = canonicalMac(text);
-          if (canonical === undefined) {
-            ctx.addIssue({ code: 'custom', message: `invalid MAC address ${JSON.stringify(text)}` });
-            return z.NEVER;
-          }
-          return canonical;
-        }),
+        .check(z.regex(INTERFACE_NAME_PATTERN, { error: 'expected an interface name (1-15 of [a-zA-Z0-9_-])' })),
+      mac: convertedNullish(canonicalMac, (text) => `invalid MAC address ${JSON.stringify(text)}`),
       profile_ids: z.array(
-        z.string().regex(ID_PATTERN, { error: (iss) => `invalid profile id ${JSON.stringify(iss.input)}` }),
+        z.string().check(z.regex(ID_PATTERN, { error: (iss) => `invalid profile id ${JSON.stringify(iss.input)}` })),
         { error: 'expected a list of profile ids' },
       ),
       ipv4_nets: netsOf(4),
@@ -95,17 +70,10 @@ export type Endpoint = z.infer<typeof endpointSchema>;
 
 export const poolSchema = z.looseObject(
   {
-    cidr: z.string({ error: 'expected a CIDR' }).transform((text, ctx) => {
-      const canonical = canonicalCidr(text);
-      if (canonical === undefined) {
-        ctx.addIssue({ code: 'custom', message: `invalid CIDR ${JSON.stringify(text)}` });
-        return z.NEVER;
-      }
-      return canonical;
-    }),
-    masquerade: z.boolean({ error: 'expected a boolean' }).optional(),
-    ipip: z.string().optional(),
-    disabled: z.boolean({ error: 'expected a boolean' }).optional(),
+    cidr: converted(z.string({ error: 'expected a CIDR' }), canonicalCidr, (text) => `invalid CIDR ${JSON.stringify(text)}`),
+    masquerade: z.optional(z.boolean({ error: 'expected a boolean' })),
+    ipip: z.optional(z.string()),
+    disabled: z.optional(z.boolean({ error: 'expected a boolean' })),
   },
   { error: 'expected a pool object' },
 );

@@ -11,7 +11,8 @@
  *   `ruleIpVersion` is well defined; port and ICMP criteria only appear with a protocol that
  *   supports them. Stricter than Felix 1.x, which silently widened such rules.
  */
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import { converted, customCheck } from './schema-kit.js';
 import { ID_PATTERN } from './ids.js';
 import { canonicalCidr, cidrVersion, type IpVersion } from './ip.js';
 
@@ -51,39 +52,35 @@ export function portError(port: unknown): string | undefined {
   return lo < hi && hi <= 65535 ? undefined : 'range invalid';
 }
 
-const portSchema = z.union([z.number(), z.string()]).superRefine((port, ctx) => {
-  const reason = portError(port);
-  if (reason) ctx.addIssue({ code: 'custom', message: `invalid port ${JSON.stringify(port)} (${reason})` });
-});
+const portSchema = z.union([z.number(), z.string()]).check(
+  customCheck((port) => {
+    const reason = portError(port);
+    return reason ? `invalid port ${JSON.stringify(port)} (${reason})` : undefined;
+  }),
+);
 
 const portsSchema = z.array(portSchema, { error: 'expected a list of ports' });
 
 const tagSchema = z
   .string({ error: 'expected a tag name' })
-  .regex(ID_PATTERN, { error: (iss) => `invalid tag ${JSON.stringify(iss.input)}` });
+  .check(z.regex(ID_PATTERN, { error: (iss) => `invalid tag ${JSON.stringify(iss.input)}` }));
 
-const netSchema = z.string({ error: 'expected a CIDR' }).transform((text, ctx) => {
-  const canonical = canonicalCidr(text);
-  if (canonical === undefined) {
-    ctx.addIssue({ code: 'custom', message: `invalid CIDR ${JSON.stringify(text)}` });
-    return z.NEVER;
-  }
-  return canonical;
-});
+const netSchema = converted(z.string({ error: 'expected a CIDR' }), canonicalCidr, (text) => `invalid CIDR ${JSON.stringify(text)}`);
 
-const protocolSchema = z.union([z.string(), z.number()]).transform((raw, ctx) => {
-  const text = String(raw);
-  if ((PROTOCOL_NAMES as readonly string[]).includes(text)) return text;
-  if (/^\d{1,3}$/.test(text) && Number(text) >= 1 && Number(text) <= 255) return String(Number(text));
-  ctx.addIssue({ code: 'custom', message: `invalid protocol ${JSON.stringify(raw)}` });
-  return z.NEVER;
-});
+const protocolSchema = converted(
+  z.union([z.string(), z.number()]),
+  (raw): string | undefined => {
+    const text = String(raw);
+    if ((PROTOCOL_NAMES as readonly string[]).includes(text)) return text;
+    if (/^\d{1,3}$/.test(text) && Number(text) >= 1 && Number(text) <= 255) return String(Number(text));
+    return undefined;
+  },
+  (raw) => `invalid protocol ${JSON.stringify(raw)}`,
+);
 
 const icmpSchema = z
-  .number({ error: 'expected an integer' })
   .int({ error: 'expected an integer' })
-  .min(0, { error: 'out of range (0-254)' })
-  .max(254, { error: 'out of range (0-254; 255 is the kernel wildcard)' });
+  .check(z.minimum(0, { error: 'out of range (0-254)' }), z.maximum(254, { error: 'out of range (0-254; 255 is the kernel wildcard)' }));
 
 /** Criteria that may also appear negated as `"!<name>"`. */
 export const NEGATABLE_KEYS = [
@@ -99,26 +96,26 @@ export const NEGATABLE_KEYS = [
 ] as const;
 
 const ruleShape = {
-  action: z.enum(['allow', 'deny'], { error: 'expected "allow" or "deny"' }).optional(),
-  protocol: protocolSchema.optional(),
-  '!protocol': protocolSchema.optional(),
-  src_tag: tagSchema.optional(),
-  '!src_tag': tagSchema.optional(),
-  dst_tag: tagSchema.optional(),
-  '!dst_tag': tagSchema.optional(),
-  src_net: netSchema.optional(),
-  '!src_net': netSchema.optional(),
-  dst_net: netSchema.optional(),
-  '!dst_net': netSchema.optional(),
-  src_ports: portsSchema.optional(),
-  '!src_ports': portsSchema.optional(),
-  dst_ports: portsSchema.optional(),
-  '!dst_ports': portsSchema.optional(),
-  icmp_type: icmpSchema.optional(),
-  '!icmp_type': icmpSchema.optional(),
-  icmp_code: icmpSchema.optional(),
-  '!icmp_code': icmpSchema.optional(),
-  ip_version: z.union([z.literal(4), z.literal(6)], { error: 'expected 4 or 6' }).optional(),
+  action: z.optional(z.enum(['allow', 'deny'], { error: 'expected "allow" or "deny"' })),
+  protocol: z.optional(protocolSchema),
+  '!protocol': z.optional(protocolSchema),
+  src_tag: z.optional(tagSchema),
+  '!src_tag': z.optional(tagSchema),
+  dst_tag: z.optional(tagSchema),
+  '!dst_tag': z.optional(tagSchema),
+  src_net: z.optional(netSchema),
+  '!src_net': z.optional(netSchema),
+  dst_net: z.optional(netSchema),
+  '!dst_net': z.optional(netSchema),
+  src_ports: z.optional(portsSchema),
+  '!src_ports': z.optional(portsSchema),
+  dst_ports: z.optional(portsSchema),
+  '!dst_ports': z.optional(portsSchema),
+  icmp_type: z.optional(icmpSchema),
+  '!icmp_type': z.optional(icmpSchema),
+  icmp_code: z.optional(icmpSchema),
+  '!icmp_code': z.optional(icmpSchema),
+  ip_version: z.optional(z.union([z.literal(4), z.literal(6)], { error: 'expected 4 or 6' })),
 };
 
 /** Drops members whose value is JSON null, as Felix does before validating. */
@@ -131,59 +128,55 @@ const NET_KEYS = ['src_net', 'dst_net', '!src_net', '!dst_net'] as const;
 const PORT_KEYS = ['src_ports', 'dst_ports', '!src_ports', '!dst_ports'] as const;
 const ICMP_KEYS = ['icmp_type', 'icmp_code', '!icmp_type', '!icmp_code'] as const;
 
-export const ruleSchema = z.preprocess(
-  withoutNulls,
-  z
-    .strictObject(ruleShape, {
-      error: (iss) =>
-        iss.code === 'unrecognized_keys'
-          ? `unknown member(s) ${iss.keys.map((k) => JSON.stringify(k)).join(', ')}`
-          : 'expected a rule object',
-    })
-    .superRefine((rule, ctx) => {
-      const protocol = rule.protocol === undefined ? undefined : protocolName(rule.protocol);
-      for (const key of PORT_KEYS) {
-        if (rule[key] !== undefined && (protocol === undefined || !PORT_PROTOCOLS.has(protocol))) {
-          ctx.addIssue({
-            code: 'custom',
-            path: [key],
-            message: `ports need protocol tcp, udp, sctp or udplite (protocol is ${protocol ?? 'unset'})`,
-          });
-        }
-      }
-      for (const key of ICMP_KEYS) {
-        if (rule[key] !== undefined && protocol !== 'icmp' && protocol !== 'icmpv6') {
-          ctx.addIssue({
-            code: 'custom',
-            path: [key],
-            message: `ICMP criteria need protocol icmp or icmpv6 (protocol is ${protocol ?? 'unset'})`,
-          });
-        }
-      }
-      if (rule.icmp_code !== undefined && rule.icmp_type === undefined) {
-        ctx.addIssue({ code: 'custom', path: ['icmp_code'], message: 'ICMP code specified without ICMP type' });
-      }
-      if (rule['!icmp_code'] !== undefined && rule['!icmp_type'] === undefined) {
-        ctx.addIssue({ code: 'custom', path: ['!icmp_code'], message: 'ICMP code specified without ICMP type' });
-      }
-      const versions = new Map<IpVersion, string>();
-      if (rule.ip_version !== undefined) versions.set(rule.ip_version, `ip_version ${rule.ip_version}`);
-      if (protocol === 'icmp') versions.set(4, versions.get(4) ?? 'protocol icmp');
-      if (protocol === 'icmpv6') versions.set(6, versions.get(6) ?? 'protocol icmpv6');
-      for (const key of NET_KEYS) {
-        const net = rule[key];
-        if (net !== undefined) {
-          const v = cidrVersion(net);
-          versions.set(v, versions.get(v) ?? `${key} ${net}`);
-        }
-      }
-      if (versions.size > 1) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `mixes IPv4 (${versions.get(4)}) and IPv6 (${versions.get(6)})`,
-        });
-      }
-    }),
+/** The issues of a whole rule beyond its members' own: criteria that do not fit together. */
+function ruleConflicts(rule: z.output<typeof ruleObjectSchema>, addIssue: (issue: { path?: string[]; message: string }) => void): void {
+  const protocol = rule.protocol === undefined ? undefined : protocolName(rule.protocol);
+  for (const key of PORT_KEYS) {
+    if (rule[key] !== undefined && (protocol === undefined || !PORT_PROTOCOLS.has(protocol))) {
+      addIssue({
+        path: [key],
+        message: `ports need protocol tcp, udp, sctp or udplite (protocol is ${protocol ?? 'unset'})`,
+      });
+    }
+  }
+  for (const key of ICMP_KEYS) {
+    if (rule[key] !== undefined && protocol !== 'icmp' && protocol !== 'icmpv6') {
+      addIssue({
+        path: [key],
+        message: `ICMP criteria need protocol icmp or icmpv6 (protocol is ${protocol ?? 'unset'})`,
+      });
+    }
+  }
+  if (rule.icmp_code !== undefined && rule.icmp_type === undefined) {
+    addIssue({ path: ['icmp_code'], message: 'ICMP code specified without ICMP type' });
+  }
+  if (rule['!icmp_code'] !== undefined && rule['!icmp_type'] === undefined) {
+    addIssue({ path: ['!icmp_code'], message: 'ICMP code specified without ICMP type' });
+  }
+  const versions = new Map<IpVersion, string>();
+  if (rule.ip_version !== undefined) versions.set(rule.ip_version, `ip_version ${rule.ip_version}`);
+  if (protocol === 'icmp') versions.set(4, versions.get(4) ?? 'protocol icmp');
+  if (protocol === 'icmpv6') versions.set(6, versions.get(6) ?? 'protocol icmpv6');
+  for (const key of NET_KEYS) {
+    const net = rule[key];
+    if (net !== undefined) {
+      const v = cidrVersion(net);
+      versions.set(v, versions.get(v) ?? `${key} ${net}`);
+    }
+  }
+  if (versions.size > 1) addIssue({ message: `mixes IPv4 (${versions.get(4)}) and IPv6 (${versions.get(6)})` });
+}
+
+const unknownMembers = (iss: { code: string; keys?: readonly string[] }, what: string): string =>
+  iss.code === 'unrecognized_keys' ? `unknown member(s) ${(iss.keys ?? []).map((k) => JSON.stringify(k)).join(', ')}` : `expected ${what}`;
+
+const ruleObjectSchema = z.strictObject(ruleShape, { error: (iss) => unknownMembers(iss, 'a rule object') });
+
+export const ruleSchema = z.pipe(
+  z.transform(withoutNulls),
+  ruleObjectSchema.check(
+    z.check((ctx) => ruleConflicts(ctx.value, ({ path, message }) => ctx.issues.push({ code: 'custom', message, input: ctx.value, ...(path ? { path } : {}) }))),
+  ),
 );
 
 export type Rule = z.infer<typeof ruleSchema>;
@@ -207,20 +200,16 @@ const ruleListSchema = (name: string) =>
 
 /**
  * The stored rules object. `id` is the calicoctl ≤ v0.20 artefact: accepted, ignored by the
- * agent, checked against the profile name by `rule update`, never written.
+ * agent, checked against the profile name by `rule update`, never written. Other top-level
+ * members are dropped, as libcalico and Felix ignored them (a rule's own members stay strict).
  */
-export const rulesSchema = z.strictObject(
+export const rulesSchema = z.object(
   {
-    id: z.string({ error: 'expected a string' }).optional(),
+    id: z.optional(z.string({ error: 'expected a string' })),
     inbound_rules: ruleListSchema('inbound_rules'),
     outbound_rules: ruleListSchema('outbound_rules'),
   },
-  {
-    error: (iss) =>
-      iss.code === 'unrecognized_keys'
-        ? `unknown member(s) ${iss.keys.map((k) => JSON.stringify(k)).join(', ')}`
-        : 'expected a rules object',
-  },
+  { error: 'expected a rules object' },
 );
 
 export type Rules = z.infer<typeof rulesSchema>;

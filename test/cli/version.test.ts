@@ -11,7 +11,7 @@ const env = { ...process.env, ETCD_ENDPOINTS: 'http://127.0.0.1:9' };
 
 describe('--version', () => {
   it.each([
-    ['calicoctl', 'dist/src/cli/main.js'],
+    ['calicoctl', 'dist/calicoctl.cjs'],
     ['calico-agent', 'dist/agent/main.js'],
     ['calico-docker-plugin', 'dist/agent/docker-plugin/main.js'],
   ])('%s', async (command, script) => {
@@ -20,7 +20,7 @@ describe('--version', () => {
   });
 
   it('is listed in the usage of calicoctl', async () => {
-    const help = await runNode('dist/src/cli/main.js', ['--help'], env);
+    const help = await runNode('dist/calicoctl.cjs', ['--help'], env);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('calicoctl --version');
   });

@@ -1,7 +1,7 @@
 /**
  * `calicoctl workload add/remove` against real etcd and real network namespaces (no agent): what
  * it creates (veth pair, addresses, routes, endpoint key), what it removes, and that every error
- * leaves no veth and no key behind. Runs dist/src/cli/main.js (build first).
+ * leaves no veth and no key behind. Runs dist/calicoctl.cjs (build first).
  */
 import { spawn } from 'node:child_process';
 import type { Etcd3 } from 'etcd3';

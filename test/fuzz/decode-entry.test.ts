@@ -174,10 +174,12 @@ describe('decodeEntry fuzz', () => {
       for (const member of ['ipv4_gateway', 'mac', 'masquerade']) expect(record[member]).toBeUndefined();
       if (result.entry.kind === 'endpoint') expect(result.entry.endpoint.profile_ids).toEqual(['p']);
     }
-    for (const value of ['{"inbound_rules": [{"__proto__": {"protocol": "x"}}], "outbound_rules": []}', '{"inbound_rules": [], "outbound_rules": [], "__proto__": {}}']) {
-      const result = decodeEntry(profileRulesKey('p'), value);
-      expect(result).toMatchObject({ ok: false, reason: expect.stringContaining('unknown member(s) "__proto__"') });
-    }
+    // Inside a rule it is an unknown member; at the top of a rules object, a member we drop.
+    const inRule = decodeEntry(profileRulesKey('p'), '{"inbound_rules": [{"__proto__": {"protocol": "x"}}], "outbound_rules": []}');
+    expect(inRule).toMatchObject({ ok: false, reason: expect.stringContaining('unknown member(s) "__proto__"') });
+    const topLevel = decodeEntry(profileRulesKey('p'), `{"inbound_rules": [], "outbound_rules": [], "__proto__": ${smuggled}}`);
+    expect(topLevel).toEqual({ ok: true, entry: { kind: 'profileRules', profile: 'p', rules: { inbound_rules: [], outbound_rules: [] } } });
+    if (topLevel.ok === true && topLevel.entry.kind === 'profileRules') expect(Object.getPrototypeOf(topLevel.entry.rules)).toBe(Object.prototype);
   });
 
   // Regression: V8's JSON.parse messages quote the offending source text, newlines included,

@@ -54,7 +54,7 @@ function findRepoRoot(): string {
 }
 
 export const REPO_ROOT = findRepoRoot();
-export const CALICOCTL = join(REPO_ROOT, 'dist/src/cli/main.js');
+export const CALICOCTL = join(REPO_ROOT, 'dist/calicoctl.cjs');
 export const AGENT = join(REPO_ROOT, 'dist/agent/main.js');
 
 /** Addressing of one lab host. */

@@ -16,7 +16,7 @@
  *   the error is a GatewayUnusableError, so that the caller can take the gRPC path instead.
  */
 import { readFileSync } from 'node:fs';
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import type * as Http from 'node:http';
 import type * as Https from 'node:https';
 import { createRequire } from 'node:module';
 import { DatastoreConfigError, DatastoreRequestError, DatastoreUnavailableError } from './errors.js';
@@ -86,15 +86,24 @@ export function gatewayKv(settings: EtcdSettings, options: GatewayKvOptions = {}
   const where = settings.endpoints.join(', ');
   const { caCertFile, certFile, keyFile } = settings.tls;
   const tls = { ca: readTls(caCertFile, 'ETCD_CA_CERT_FILE'), cert: readTls(certFile, 'ETCD_CERT_FILE'), key: readTls(keyFile, 'ETCD_KEY_FILE') };
-  const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 4 });
-  // node:https (and TLS with it) is loaded only for an https endpoint: it costs ~10 ms at start.
+  // node:http and node:https are loaded at the first call (~10 ms each at start-up), https only
+  // for an https endpoint: a command that fails its checks never pays for them.
+  const load = createRequire(import.meta.url);
+  let http: { module: typeof Http; agent: Http.Agent } | undefined;
   let https: { module: typeof Https; agent: Https.Agent } | undefined;
-  const httpsClient = () => {
-    if (https === undefined) {
-      const module = createRequire(import.meta.url)('node:https') as typeof Https;
-      https = { module, agent: new module.Agent({ keepAlive: true, maxSockets: 4, ...tls }) };
+  const client = (secure: boolean): { module: typeof Http | typeof Https; agent: Http.Agent } => {
+    if (secure) {
+      if (https === undefined) {
+        const module = load('node:https') as typeof Https;
+        https = { module, agent: new module.Agent({ keepAlive: true, maxSockets: 4, ...tls }) };
+      }
+      return https;
     }
-    return https;
+    if (http === undefined) {
+      const module = load('node:http') as typeof Http;
+      http = { module, agent: new module.Agent({ keepAlive: true, maxSockets: 4 }) };
+    }
+    return http;
   };
   /** The endpoint that answered last: tried first. */
   let preferred = 0;
@@ -103,16 +112,16 @@ export function gatewayKv(settings: EtcdSettings, options: GatewayKvOptions = {}
     const url = new URL(path, endpoint);
     const secure = url.protocol === 'https:';
     return new Promise((resolve, reject) => {
-      const client = secure ? httpsClient() : undefined;
-      const request = (client ? client.module.request : httpRequest)(
+      const { module, agent } = client(secure);
+      const request = module.request(
         url,
         {
           method: 'POST',
-          agent: client ? client.agent : httpAgent,
+          agent,
           headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
           timeout: callTimeoutMs,
         },
-        (response: IncomingMessage) => {
+        (response: Http.IncomingMessage) => {
           const chunks: Buffer[] = [];
           response.on('data', (chunk: Buffer) => chunks.push(chunk));
           response.on('error', (error) => reject(new Unreachable(error.message)));
@@ -180,7 +189,7 @@ export function gatewayKv(settings: EtcdSettings, options: GatewayKvOptions = {}
       return { header: { revision: revisionOf(answer) }, succeeded: answer.succeeded === true, responses };
     },
     close() {
-      httpAgent.destroy();
+      http?.agent.destroy();
       https?.agent.destroy();
     },
   };

@@ -3,11 +3,16 @@
  * Kept apart from everything else so that `--help` and usage errors load nothing more.
  */
 
-/** A failure to report on stderr (one or more lines) with exit status 1. */
+/**
+ * A failure to report (one or more lines) with exit status 1: on stderr, or on stdout where
+ * scripts written for calicoctl 0.x read it there (`stdout`: the argument checks).
+ */
 export class CliError extends Error {
-  constructor(message: string) {
+  readonly stdout: boolean;
+  constructor(message: string, options: { stdout?: boolean } = {}) {
     super(message);
     this.name = 'CliError';
+    this.stdout = options.stdout ?? false;
   }
 }
 

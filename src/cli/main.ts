@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * calicoctl entry point: dispatches `calicoctl <command> …` through the command table below and
- * owns the one top-level error handler (CliError/UsageError/DatastoreError → one message on
- * stderr, exit 1; anything else is a bug and prints its stack).
+ * owns the one top-level error handler (CliError/UsageError/DatastoreError → their message on
+ * stderr, or stdout for a CliError marked so, exit 1; anything else is a bug and prints its
+ * stack).
  *
  * Start-up cost is the point of this module's shape: it imports only the error types, and loads
  * a command's module (and through it the model and the datastore) when that command runs, so
@@ -73,6 +74,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     return 0;
   } catch (error) {
     if (error instanceof UsageError) process.stderr.write(`${error.usage}\n`);
+    else if (error instanceof CliError && error.stdout) process.stdout.write(`${error.message}\n`);
     else if (error instanceof CliError || error instanceof DatastoreError) process.stderr.write(`${error.message}\n`);
     else process.stderr.write(`Unexpected error (a bug in calicoctl): ${(error as Error).stack ?? String(error)}\n`);
     return 1;

@@ -1,11 +1,15 @@
 /**
  * `calicoctl profile …`: profiles, their tags and their rules (reference §4, seed 000).
  *
- * Output is byte-for-byte calicoctl's; errors go to stderr with exit status 1 (including
- * `Profile X not found.`, which Python calicoctl printed on stdout). Every change is one
- * read-modify-write transaction in CalicoStore, so concurrent invocations never lose updates.
+ * Output is byte-for-byte calicoctl's. Errors go to stderr with exit status 1 (including
+ * `Profile X not found.` of rule and tag commands, which Python calicoctl printed on stdout),
+ * except where scripts written for calicoctl 0.x depend on the original: the argument checks
+ * print on stdout (exit 1), and a profile that already exists (`add`), is missing or in use
+ * (`remove`), and `rule remove --at` past the end are reported on stdout with exit 0, nothing
+ * changed. Every change is one read-modify-write transaction in CalicoStore, so concurrent
+ * invocations never lose updates.
  */
-import { endpointProfileIds, keepMemberOrder, ProfileInUseError } from '../datastore/index.js';
+import { endpointProfileIds, keepMemberOrder, ProfileExistsError, ProfileInUseError, ProfileNotFoundError } from '../datastore/index.js';
 import { formatIssues, parseJson, rulesSchema, type Rule, type Rules } from '../model/index.js';
 import { CliError, splitOptions, UsageError, type CliContext } from './cli-context.js';
 import { renderTable, sortRows } from './pretty-table.js';
@@ -21,7 +25,7 @@ function usage(): never {
 
 function checked(input: Parameters<typeof checkArguments>[0]): void {
   const messages = checkArguments(input);
-  if (messages) throw new CliError(messages.replace(/\n$/, ''));
+  if (messages) throw new CliError(messages.replace(/\n$/, ''), { stdout: true });
 }
 
 function parsePosition(text: string): number {
@@ -55,13 +59,29 @@ async function removeProfile(ctx: CliContext, name: string, checkEndpoints: bool
     await ctx.store().removeProfile(name, { checkEndpoints });
   } catch (e) {
     if (e instanceof ProfileInUseError) {
-      throw new CliError(
-        "Cannot remove profile - profile in use by endpoint(s).\nUse the '--no-check' flag to remove the profile anyway.",
-      );
+      ctx.out("Cannot remove profile - profile in use by endpoint(s).\nUse the '--no-check' flag to remove the profile anyway.\n");
+      return;
+    }
+    if (e instanceof ProfileNotFoundError) {
+      ctx.out(`${e.message}\n`);
+      return;
     }
     throw e;
   }
   ctx.out(`Deleted profile ${name}\n`);
+}
+
+async function addProfile(ctx: CliContext, name: string): Promise<void> {
+  try {
+    await ctx.store().createProfile(name);
+  } catch (e) {
+    if (e instanceof ProfileExistsError) {
+      ctx.out(`${e.message}\n`);
+      return;
+    }
+    throw e;
+  }
+  ctx.out(`Created profile ${name}\n`);
 }
 
 async function tagCommand(ctx: CliContext, profile: string, words: string[]): Promise<void> {
@@ -115,12 +135,15 @@ async function ruleAddRemove(
   if (verb === 'remove' && position !== undefined) {
     if (specWords.length > 0) usage();
     checked({ profiles: [profile] });
+    let outOfRange = false;
     await ctx.store().updateRules(profile, (current) => {
       const loaded = asCalicoctlLoaded(current);
       const list = loaded[direction];
-      if (position < 1 || position > list.length) throw new CliError('Rule position out-of-range.');
+      outOfRange = position < 1 || position > list.length;
+      if (outOfRange) return undefined;
       return { ...loaded, [direction]: list.filter((_, i) => i !== position - 1) };
     });
+    if (outOfRange) ctx.out('Rule position out-of-range.\n');
     return;
   }
 
@@ -174,8 +197,7 @@ export async function runProfile(args: string[], ctx: CliContext): Promise<void>
     allowOnly(...(p[0] === 'remove' ? ['--no-check'] : []));
     checked({ profiles: [name] });
     if (p[0] === 'add') {
-      await ctx.store().createProfile(name);
-      ctx.out(`Created profile ${name}\n`);
+      await addProfile(ctx, name);
     } else {
       await removeProfile(ctx, name, !options.flags.has('--no-check'));
     }

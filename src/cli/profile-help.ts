@@ -1,6 +1,7 @@
 /**
  * The `calicoctl profile` help text, verbatim from the calicoctl documentation (seed 000),
- * including its irregular spacing (one usage line ends in two spaces). Kept as a list of lines so
+ * including its irregular spacing (one usage line ends in two spaces), plus the `icmpv6` branch
+ * of `rule add` that the documentation left out and calicoctl v0.20.0 prints (as `rule remove`). Kept as a list of lines so
  * no editor or formatter can strip that whitespace. `--help` prints all of it; a syntax error
  * prints only the Usage section (as docopt did).
  */
@@ -19,6 +20,9 @@ export const PROFILE_HELP_LINES: readonly string[] = [
   "      icmp [(type <ICMPTYPE> [(code <ICMPCODE>)])]",
   "           [(from [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]",
   "           [(to   [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])] |",
+  "      icmpv6 [(type <ICMPTYPE> [(code <ICMPCODE>)])]",
+  "             [(from [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]",
+  "             [(to   [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])] |",
   "      [(from [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]  ",
   "      [(to   [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])]",
   "    )]",

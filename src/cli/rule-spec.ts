@@ -149,12 +149,11 @@ export function checkArguments(input: ArgumentsToCheck): string {
     if (icmp.some((n) => n === undefined || n < 0 || n >= 255)) out.push(`${ICMP_MESSAGE}\n`);
     const ports = [spec.from.ports, spec.to.ports].filter((p): p is string => p !== undefined);
     if (ports.some((p) => parsePorts(p) === undefined)) out.push(`${PORTS_MESSAGE}\n`);
-    if (cidrsOk) {
-      const versions = new Set((canonical as string[]).map(cidrVersion));
-      if (spec.protocol === 'icmp') versions.add(4);
-      if (spec.protocol === 'icmpv6') versions.add(6);
-      if (versions.size > 1) out.push(`${IP_VERSION_MESSAGE}\n`);
-    }
+    // As calicoctl's validate_cidr_versions: a CIDR that does not parse fails this check too.
+    const versions = new Set(canonical.map((c) => (c === undefined ? 0 : cidrVersion(c))));
+    if (spec.protocol === 'icmp') versions.add(4);
+    if (spec.protocol === 'icmpv6') versions.add(6);
+    if (!cidrsOk || versions.size > 1) out.push(`${IP_VERSION_MESSAGE}\n`);
   }
   return out.join('');
 }

@@ -36,10 +36,11 @@ describe('profile remove', () => {
     await fixture.store.putEndpoint(ref, { state: 'active', name: 'caliep1', mac: 'ee:ee:ee:ee:ee:01', profile_ids: ['SPARE', 'USED'], ipv4_nets: ['192.0.2.1/32'], ipv6_nets: [] });
 
     const refused = await run('profile remove USED');
+    // As calicoctl 0.x: on stdout, exit 0, nothing deleted.
     expect(refused).toEqual({
-      code: 1,
-      stdout: '',
-      stderr: "Cannot remove profile - profile in use by endpoint(s).\nUse the '--no-check' flag to remove the profile anyway.\n",
+      code: 0,
+      stdout: "Cannot remove profile - profile in use by endpoint(s).\nUse the '--no-check' flag to remove the profile anyway.\n",
+      stderr: '',
     });
     expect(await rawValue('/calico/v1/policy/profile/USED/rules')).toBeDefined();
 

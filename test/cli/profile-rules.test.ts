@@ -129,21 +129,22 @@ const PROFILE_PARAGRAPH =
   'Profile names must be < 40 character long and can only contain numbers, letters,\ndots, dashes and underscores.\n\n';
 const TAG_PARAGRAPH = 'Tags names can only contain numbers, letters, dots, dashes and underscores.\n\n';
 
-describe('errors: stderr, exit 1, nothing written', () => {
-  // [command after `profile <P> ` (or a full command starting with `!`), exact stderr]
+describe('errors: exit 1, nothing written', () => {
+  // [command after `profile <P> ` (or a full command starting with `!`), exact output]. The
+  // argument checks print on stdout, as calicoctl 0.x did (scripts read them there); the rest on
+  // stderr.
   const cases: [string, string][] = [
     ['!profile add Profile!', PROFILE_PARAGRAPH],
     ['!profile remove a/b', PROFILE_PARAGRAPH],
     ['!profile NOPE rule show', 'Profile NOPE not found.\n'],
     ['!profile NOPE rule add inbound allow', 'Profile NOPE not found.\n'],
     ['!profile NOPE tag show', 'Profile NOPE not found.\n'],
-    ['!profile remove NOPE', 'Profile NOPE not found.\n'],
     ['rule add inbound allow from tag Tag~1', TAG_PARAGRAPH],
     ['tag add bad~tag', TAG_PARAGRAPH],
     ['tag remove ABSENT', 'Tag ABSENT is not on profile {P}\n'],
-    ['rule add inbound allow from cidr 127.a.0.1', 'Invalid CIDR specified.\n'],
-    ['rule add inbound allow to cidr aa:bb::zz', 'Invalid CIDR specified.\n'],
-    ['rule add inbound allow from cidr 10.0.0.0/33', 'Invalid CIDR specified.\n'],
+    ['rule add inbound allow from cidr 127.a.0.1', 'Invalid CIDR specified.\nInvalid or unmatching IP versions for SRCCIDR/DSTCIDR.\n'],
+    ['rule add inbound allow to cidr aa:bb::zz', 'Invalid CIDR specified.\nInvalid or unmatching IP versions for SRCCIDR/DSTCIDR.\n'],
+    ['rule add inbound allow from cidr 10.0.0.0/33', 'Invalid CIDR specified.\nInvalid or unmatching IP versions for SRCCIDR/DSTCIDR.\n'],
     ['rule add inbound allow from cidr 1.2.3.4 to cidr dead::beef', 'Invalid or unmatching IP versions for SRCCIDR/DSTCIDR.\n'],
     ['rule add inbound allow icmp from cidr 2001:db8::/32', 'Invalid or unmatching IP versions for SRCCIDR/DSTCIDR.\n'],
     ['rule add inbound allow icmpv6 to cidr 192.0.2.0/24', 'Invalid or unmatching IP versions for SRCCIDR/DSTCIDR.\n'],
@@ -161,13 +162,11 @@ describe('errors: stderr, exit 1, nothing written', () => {
     ['rule add inbound allow udp from ports http', 'Invalid SRCPORTS or DSTPORTS specified.\n'],
     [
       '!profile Bad! rule add inbound allow tcp from ports 99999 tag bad~ cidr 1.2.3.4/33',
-      `${PROFILE_PARAGRAPH}${TAG_PARAGRAPH}Invalid CIDR specified.\nInvalid SRCPORTS or DSTPORTS specified.\n`,
+      `${PROFILE_PARAGRAPH}${TAG_PARAGRAPH}Invalid CIDR specified.\nInvalid SRCPORTS or DSTPORTS specified.\nInvalid or unmatching IP versions for SRCCIDR/DSTCIDR.\n`,
     ],
     ['rule add inbound --at=3 allow tcp', 'Position 3 is out-of-range.\n'],
     ['rule add inbound --at=-1 allow tcp', 'Position -1 is out-of-range.\n'],
     ['rule add inbound --at=x allow tcp', 'Invalid position "x": expected an integer.\n'],
-    ['rule remove inbound --at=0', 'Rule position out-of-range.\n'],
-    ['rule remove outbound --at=2', 'Rule position out-of-range.\n'],
     ['rule remove inbound allow udp', 'Rule not found.\n'],
     ['rule remove outbound deny', 'Rule not found.\n'],
   ];
@@ -183,12 +182,15 @@ describe('errors: stderr, exit 1, nothing written', () => {
         return { line, code: r.code, stdout: r.stdout, stderr: r.stderr, expected: stderr.replaceAll('{P}', profile) };
       }),
     );
+    const argumentCheck = (message: string): boolean =>
+      /^(Profile names must|Tags names can|Invalid (CIDR|ICMP|SRCPORTS|or unmatching))/.test(message);
     for (const r of results) {
+      const onStdout = argumentCheck(r.expected);
       expect({ line: r.line, code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({
         line: r.line,
         code: 1,
-        stdout: '',
-        stderr: r.expected,
+        stdout: onStdout ? r.expected : '',
+        stderr: onStdout ? '' : r.expected,
       });
     }
     expect(await storedValue(profileRulesKey(profile))).toBe(before);
@@ -196,12 +198,47 @@ describe('errors: stderr, exit 1, nothing written', () => {
     expect(await storedValue(profileRulesKey('NOPE'))).toBeUndefined();
   });
 
-  test('profile add of an existing profile', async () => {
+});
+
+describe('drop-in for scripts written for calicoctl 0.x (v0.20.0 verified under Python 2.7)', () => {
+  test('"nothing to do" outcomes: the message on stdout, exit 0, nothing changed', async () => {
     const profile = await freshProfile();
-    const r = await run(`profile add ${profile}`);
-    expect(r).toEqual({ code: 1, stdout: '', stderr: `Profile ${profile} already exists.\n` });
+    const before = await storedValue(profileRulesKey(profile));
+    expect(await run(`profile add ${profile}`)).toEqual({ code: 0, stdout: `Profile ${profile} already exists.\n`, stderr: '' });
+    expect(await run('profile remove NOPE')).toEqual({ code: 0, stdout: 'Profile NOPE not found.\n', stderr: '' });
+    expect(await run(`profile ${profile} rule remove inbound --at=5`)).toEqual({ code: 0, stdout: 'Rule position out-of-range.\n', stderr: '' });
+    expect(await run(`profile ${profile} rule remove outbound --at=0`)).toEqual({ code: 0, stdout: 'Rule position out-of-range.\n', stderr: '' });
+    expect(await storedValue(profileRulesKey(profile))).toBe(before);
+    expect(await storedValue(profileRulesKey('NOPE'))).toBeUndefined();
   });
 
+  test('an invalid CIDR prints both argument messages on stdout, exit 1', async () => {
+    const profile = await freshProfile();
+    expect(await run(`profile ${profile} rule add inbound allow from cidr 127.a.0.1`)).toEqual({
+      code: 1,
+      stdout: 'Invalid CIDR specified.\nInvalid or unmatching IP versions for SRCCIDR/DSTCIDR.\n',
+      stderr: '',
+    });
+  });
+
+  test('rule update ignores members of the rules object it does not know', async () => {
+    const profile = await freshProfile();
+    const json = '{"comment": "x", "inbound_rules": [{"action": "deny"}], "outbound_rules": []}';
+    expect(await run(`profile ${profile} rule update`, json)).toEqual({ code: 0, stdout: `Successfully updated rules on profile ${profile}\n`, stderr: '' });
+    expect(JSON.parse((await storedValue(profileRulesKey(profile))) ?? '{}')).toEqual({ inbound_rules: [{ action: 'deny' }], outbound_rules: [] });
+  });
+
+  test('profile --help lists the icmpv6 branch of rule add, as of rule remove', async () => {
+    const help = (await run('profile --help')).stdout;
+    const add = help.slice(help.indexOf('rule add'), help.indexOf('rule remove'));
+    const remove = help.slice(help.indexOf('rule remove'), help.indexOf('rule show'));
+    expect(add).toContain('icmpv6 [(type <ICMPTYPE> [(code <ICMPCODE>)])]');
+    expect(remove).toContain('icmpv6 [(type <ICMPTYPE> [(code <ICMPCODE>)])]');
+  });
+
+});
+
+describe('usage errors and --help', () => {
   test('bad syntax prints the usage on stderr; --help prints the whole help on stdout', async () => {
     const bad = [
       'profile',

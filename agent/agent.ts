@@ -26,6 +26,8 @@ import { createAgentMetrics, type AgentMetrics } from './metrics.js';
 import type { EndpointStatus } from './endpoint-plumber.js';
 import { Reconciler, type ApplyReport } from './reconciler.js';
 import { StatusReporter } from './status.js';
+import { DataplaneStatusPublisher } from './dataplane-status.js';
+import type { DataplaneStatus } from '../src/model/index.js';
 import { Syncer } from './syncer.js';
 import { applyUpdates } from './updates.js';
 
@@ -110,7 +112,15 @@ type StatusSink = (statuses: ReadonlyMap<string, EndpointStatus>) => void;
  * backend is detected, so the two overlap (the list needs no dataplane; nothing is programmed
  * before the reconciler exists and the list is complete).
  */
-async function buildParts(config: AgentConfig, deps: AgentDeps, onStatuses: StatusSink, listEarly: boolean): Promise<Parts> {
+/** What the reconciler reports to: endpoint statuses, and every pass's outcome. */
+interface PassHooks {
+  onStatuses: StatusSink;
+  onApplied?: (report: ApplyReport) => void;
+  onFailed?: (reason: string) => void;
+}
+
+async function buildParts(config: AgentConfig, deps: AgentDeps, hooks: PassHooks, listEarly: boolean): Promise<Parts> {
+  const { onStatuses } = hooks;
   const { log } = deps;
   const client = deps.client ?? createEtcdClient(config.etcd);
   const helper = deps.runner === undefined ? createHelperRunner(config.dataplaneNetns ? { netns: config.dataplaneNetns } : {}) : undefined;
@@ -157,7 +167,11 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, onStatuses: Stat
     metrics,
     minApplyIntervalMs: config.minApplyIntervalMs,
     refreshIntervalMs: config.refreshIntervalMs,
-    onApplied: (report: ApplyReport) => onStatuses(report.endpointStatuses),
+    onApplied: (report: ApplyReport) => {
+      onStatuses(report.endpointStatuses);
+      hooks.onApplied?.(report);
+    },
+    onFailed: hooks.onFailed,
     onEndpointStatuses: onStatuses,
   });
   const status = new StatusReporter({
@@ -175,11 +189,32 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, onStatuses: Stat
 export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<Agent> {
   const { log } = deps;
   let status: StatusReporter | undefined;
-  const parts = await buildParts(config, { ...deps, metrics: deps.metrics ?? createAgentMetrics({ processMetrics: true }) }, (statuses) => {
-    void status?.update(statuses);
-  }, true);
+  let publisher: DataplaneStatusPublisher | undefined;
+  let lastApplied: { revision: number; at: string; endpoints: DataplaneStatus['endpoints'] } | undefined;
+  const hooks: PassHooks = {
+    onStatuses: (statuses) => void status?.update(statuses),
+    onApplied: (report) => {
+      const endpoints = { up: 0, down: 0, error: 0 };
+      for (const { status: state } of report.endpointStatuses.values()) endpoints[state]++;
+      lastApplied = { revision: report.revision, at: new Date().toISOString(), endpoints };
+      publisher?.publish({ revision: report.revision, applied_at: lastApplied.at, last_error: null, endpoints });
+    },
+    onFailed: (reason) => {
+      if (lastApplied) publisher?.publish({ revision: lastApplied.revision, applied_at: lastApplied.at, last_error: reason, endpoints: lastApplied.endpoints });
+    },
+  };
+  const parts = await buildParts(config, { ...deps, metrics: deps.metrics ?? createAgentMetrics({ processMetrics: true }) }, hooks, true);
   status = parts.status;
-  const { syncer, reconciler, metrics, graph } = parts;
+  const { syncer, reconciler, metrics, graph, client } = parts;
+  // Part of status reporting: off with it (--reporting-interval=0), like the host status whose
+  // lease tells `calicoctl status` and `--wait` that this agent is alive.
+  if (config.reportingIntervalMs > 0) {
+    publisher = new DataplaneStatusPublisher({
+      hostname: config.hostname,
+      log,
+      write: async (key, value) => void (await client.put(key).value(value)),
+    });
+  }
 
   const live = (): boolean => reconciler.isLive();
   const ready = (): boolean => reconciler.applied && syncer.healthy() && reconciler.fatal === null;
@@ -220,6 +255,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       await syncer.stop();
       await reconciler.stop().catch(() => {});
       await status?.stop();
+      await publisher?.stop();
       await parts.closeRunner();
       await http?.close();
       if (parts.ownsClient) parts.client.close();
@@ -239,7 +275,7 @@ export interface OnceResult {
 /** `--once`: one list, one reconcile pass (or plan only with `dryRun`), then stop. Rejects with a one-line reason. */
 export async function runOnce(config: AgentConfig, deps: AgentDeps): Promise<OnceResult> {
   const started = performance.now();
-  const parts = await buildParts(config, deps, () => {}, false);
+  const parts = await buildParts(config, deps, { onStatuses: () => {} }, false);
   const { syncer, reconciler, status } = parts;
   try {
     try {

@@ -124,6 +124,8 @@ export interface ReconcilerOptions {
   watchdogTimeoutMs?: number;
   /** Called after every successful pass (status reporting). */
   onApplied?: (report: ApplyReport) => void;
+  /** Called after every failed attempt, with its reason (status reporting). */
+  onFailed?: (reason: string) => void;
   /** Called when a background plumbing run changed what is known of the endpoints' statuses. */
   onEndpointStatuses?: (statuses: ReadonlyMap<string, EndpointStatus>) => void;
   /** Time source for scheduling, backoff and latency (default: the system's monotonic clock). */
@@ -155,8 +157,8 @@ interface FamilyWriters {
 
 export class Reconciler {
   private readonly opts: Required<
-    Omit<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'onEndpointStatuses' | 'clock'>
-  > & Pick<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'onEndpointStatuses'>;
+    Omit<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'onFailed' | 'onEndpointStatuses' | 'clock'>
+  > & Pick<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'onFailed' | 'onEndpointStatuses'>;
   private readonly clock: Clock;
   /** When passes and verification reads run (min interval, coalescing, timed retries). */
   private readonly scheduler: Scheduler;
@@ -397,6 +399,7 @@ export class Reconciler {
     const stage = error instanceof CommandError ? error.argv[0] ?? 'command' : 'other';
     this.opts.metrics?.applyFailures.inc({ stage });
     this.lastErrorText = error instanceof Error ? error.message : String(error);
+    this.opts.onFailed?.(this.lastErrorText);
     const input = error instanceof CommandError ? error.input : undefined;
     this.log.warn({ err: error, attempt, input }, 'dataplane write failed; will re-read the kernel and retry');
   }

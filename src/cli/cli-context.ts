@@ -7,7 +7,7 @@
  * The etcd client is created on first use, so `--help` and syntax errors need no etcd.
  */
 import { hostname as osHostname } from 'node:os';
-import { CalicoStore, etcdSettingsFromEnv, gatewayKv, GatewayUnusableError, withFallback } from '../datastore/index.js';
+import { CalicoStore, etcdSettingsFromEnv, gatewayKv, GatewayUnusableError, withFallback, type EtcdKv } from '../datastore/index.js';
 import { HOST_PATTERN } from '../model/index.js';
 import { CliError, UsageError } from './cli-errors.js';
 
@@ -19,6 +19,10 @@ export interface CliContext {
   out(text: string): void;
   /** The datastore, opened on first call and closed by main when the command ends. */
   store(): CalicoStore;
+  /** The etcd calls under the store (the same connection), for what is not profiles or endpoints. */
+  kv(): EtcdKv;
+  /** The etcd revision of the command's last write through the store (undefined: none). */
+  lastWriteRevision(): number | undefined;
   /** All of stdin as text. */
   readStdin(): Promise<string>;
 }
@@ -86,30 +90,34 @@ export function splitOptions(
 
 /** Creates the real context for a process: stdout, stdin and an etcd-backed store. */
 export function processContext(env: NodeJS.ProcessEnv): CliContext & { close(): void } {
+  let kv: EtcdKv | undefined;
   let store: CalicoStore | undefined;
+  const openKv = (): EtcdKv => {
+    if (!kv) {
+      const settings = etcdSettingsFromEnv(env);
+      // etcd's JSON gateway (fast to load); gRPC only where the gateway cannot serve.
+      const fallback = async () => {
+        const { createEtcdClient, etcd3Kv } = await import('../datastore/client.js');
+        return etcd3Kv(createEtcdClient(settings), settings);
+      };
+      kv = withFallback(gatewayKv(settings), (error) => error instanceof GatewayUnusableError, fallback);
+    }
+    return kv;
+  };
   return {
     env,
     out: (text) => {
       process.stdout.write(text);
     },
-    store: () => {
-      if (!store) {
-        const settings = etcdSettingsFromEnv(env);
-        // etcd's JSON gateway (fast to load); gRPC only where the gateway cannot serve.
-        const fallback = async () => {
-          const { createEtcdClient, etcd3Kv } = await import('../datastore/client.js');
-          return etcd3Kv(createEtcdClient(settings), settings);
-        };
-        store = new CalicoStore(withFallback(gatewayKv(settings), (error) => error instanceof GatewayUnusableError, fallback));
-      }
-      return store;
-    },
+    store: () => (store ??= new CalicoStore(openKv())),
+    kv: openKv,
+    lastWriteRevision: () => store?.lastWriteRevision,
     readStdin: async () => {
       const chunks: Buffer[] = [];
       for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
       return Buffer.concat(chunks).toString('utf8');
     },
-    close: () => store?.close(),
+    close: () => kv?.close(),
   };
 }
 

@@ -40,6 +40,11 @@ const COMMANDS: readonly CommandEntry[] = [
     load: async () => (await import('./endpoint-command.js')).runEndpoint,
   },
   {
+    name: 'status',
+    synopsis: 'calicoctl status [-o json]                   Show each host\'s agent: alive, enforced revision, lag.',
+    load: async () => (await import('./status-command.js')).runStatus,
+  },
+  {
     name: 'workload',
     synopsis: 'calicoctl workload <subcommand> [<args>...]  Attach a network namespace as a workload; detach it.',
     load: async () => (await import('./workload-command.js')).runWorkload,
@@ -47,7 +52,14 @@ const COMMANDS: readonly CommandEntry[] = [
 ];
 
 function topUsage(): string {
-  return ['Usage:', ...COMMANDS.map((c) => `  ${c.synopsis}`), '  calicoctl --version', '', "See 'calicoctl <command> --help' for a command's options."].join('\n');
+  return [
+    'Usage:',
+    ...COMMANDS.map((c) => `  ${c.synopsis}`),
+    '  calicoctl --version',
+    '',
+    "See 'calicoctl <command> --help' for a command's options. Any write command takes",
+    '--wait[=TIMEOUT] (default 60s): return once every live agent enforces the write.',
+  ].join('\n');
 }
 
 /** Runs calicoctl with `argv` (without node and script); resolves to the exit status. */
@@ -67,10 +79,17 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     process.stderr.write(`${topUsage()}\n`);
     return 1;
   }
-  const [run, { processContext }] = await Promise.all([command.load(), import('./cli-context.js')]);
+  const [run, { processContext }, { takeWaitOption, waitForAgents }] = await Promise.all([
+    command.load(),
+    import('./cli-context.js'),
+    import('./wait.js'),
+  ]);
   const ctx = processContext(env);
   try {
-    await run(args, ctx);
+    const wait = takeWaitOption(args);
+    await run(wait.args, ctx);
+    const revision = ctx.lastWriteRevision();
+    if (wait.timeoutMs !== undefined && revision !== undefined) ctx.out(await waitForAgents(ctx.kv(), revision, wait.timeoutMs));
     return 0;
   } catch (error) {
     if (error instanceof UsageError) process.stderr.write(`${error.usage}\n`);

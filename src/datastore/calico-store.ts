@@ -138,6 +138,7 @@ function validateEndpointJson(key: string, raw: unknown): void {
 
 export class CalicoStore {
   private readonly maxAttempts: number;
+  private writeRevision: number | undefined;
 
   constructor(
     private readonly kv: EtcdKv,
@@ -148,6 +149,11 @@ export class CalicoStore {
 
   close(): void {
     this.kv.close();
+  }
+
+  /** The etcd revision of the last write this store made (undefined: it wrote nothing). */
+  get lastWriteRevision(): number | undefined {
+    return this.writeRevision;
   }
 
   // ---- profiles ------------------------------------------------------------------------------
@@ -416,7 +422,11 @@ export class CalicoStore {
   }
 
   private async txn(compare: Compare[], success: RequestOp[]): Promise<TxnResponse> {
-    return this.kv.txn({ compare, success });
+    const response = await this.kv.txn({ compare, success });
+    // A put always makes a revision; a delete only when it deleted something.
+    const wrote = success.some((op, i) => 'request_put' in op || Number(response.responses[i]?.response_delete_range?.deleted ?? 0) > 0);
+    if (response.succeeded && wrote) this.writeRevision = Math.max(this.writeRevision ?? 0, Number(response.header.revision));
+    return response;
   }
 }
 

@@ -37,7 +37,14 @@ const b64 = (bytes: Buffer | undefined): string | undefined => bytes?.toString('
 const bytes = (text: unknown): Buffer => Buffer.from(typeof text === 'string' ? text : '', 'base64');
 
 function rangeJson(request: RangeRequest): Json {
-  return { key: b64(request.key), range_end: b64(request.range_end), keys_only: request.keys_only };
+  return {
+    key: b64(request.key),
+    range_end: b64(request.range_end),
+    keys_only: request.keys_only,
+    limit: request.limit,
+    sort_target: request.sort_target?.toUpperCase(),
+    sort_order: request.sort_order?.toUpperCase(),
+  };
 }
 
 function compareJson(compare: Compare): Json {

@@ -11,3 +11,4 @@ export * from './gateway-kv.js';
 export * from './python-json.js';
 export * from './stored-values.js';
 export * from './calico-store.js';
+export * from './agent-status.js';

@@ -21,6 +21,10 @@ export interface RangeRequest {
   key: Buffer;
   range_end?: Buffer;
   keys_only?: boolean;
+  limit?: number;
+  /** With `sort_order`: e.g. the key last modified first (`Mod`, `Descend`). */
+  sort_target?: 'Key' | 'Mod';
+  sort_order?: 'Ascend' | 'Descend';
 }
 
 export interface RangeResponse {

@@ -10,3 +10,4 @@ export * from './keys.js';
 export * from './decode.js';
 export * from './hash.js';
 export * from './detach.js';
+export * from './dataplane-status.js';

@@ -135,6 +135,8 @@ export interface LabWorkload {
   /** Set for dual-stack workloads. */
   ipv6?: string;
   profiles: string[];
+  /** The `workload add` command's result, when it waited itself (`calicoctlWait`). */
+  added?: CalicoctlResult;
 }
 
 export interface CalicoctlOptions {
@@ -164,6 +166,11 @@ export interface AddWorkloadOptions {
   profiles?: string[];
   /** Also give it an IPv6 address. */
   dualStack?: boolean;
+  /**
+   * Wait with `calicoctl workload add --wait=<this>` instead of the lab's /status polling (which
+   * needs status reporting off); the command's output is then in `LabWorkload.added`.
+   */
+  calicoctlWait?: string;
 }
 
 export interface Lab {
@@ -493,9 +500,18 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
     const args = ['workload', 'add', spec.name, `--netns=${netns.name}`, `--ip=${ipv4}`];
     if (ipv6) args.push(`--ip=${ipv6}`);
     for (const p of profiles) args.push(`--profile=${p}`);
+    if (spec.calicoctlWait !== undefined) args.push(`--wait=${spec.calicoctlWait}`);
     const result = await calicoctl(args, { host });
-    await waitApplied(result.revision);
-    const workload: LabWorkload = { name: spec.name, host, netns, ipv4, ...(ipv6 ? { ipv6 } : {}), profiles };
+    if (spec.calicoctlWait === undefined) await waitApplied(result.revision);
+    const workload: LabWorkload = {
+      name: spec.name,
+      host,
+      netns,
+      ipv4,
+      ...(ipv6 ? { ipv6 } : {}),
+      profiles,
+      ...(spec.calicoctlWait !== undefined ? { added: result } : {}),
+    };
     workloads.set(spec.name, workload);
     return workload;
   };

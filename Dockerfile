@@ -9,18 +9,14 @@ COPY src ./src
 COPY compiler ./compiler
 COPY agent ./agent
 COPY test ./test
-RUN npm run build && npm prune --omit=dev
+RUN npm run build && npm pack --ignore-scripts --silent --pack-destination /tmp && mv /tmp/calico-agent-*.tgz /tmp/calico-agent.tgz
 
 FROM node:20-bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iptables ipset iproute2 util-linux procps \
  && rm -rf /var/lib/apt/lists/*
-WORKDIR /opt/calico-agent
-COPY --from=build /src/package.json ./
-COPY --from=build /src/node_modules ./node_modules
-COPY --from=build /src/dist ./dist
-# calicoctl is in the image too: `docker exec calico-agent calicoctl profile show`.
-RUN ln -s /opt/calico-agent/dist/src/cli/main.js /usr/local/bin/calicoctl \
- && ln -s /opt/calico-agent/dist/agent/main.js /usr/local/bin/calico-agent \
- && chmod +x dist/src/cli/main.js dist/agent/main.js
-ENTRYPOINT ["node", "/opt/calico-agent/dist/agent/main.js"]
+# The package as users install it: calicoctl, calico-agent and calico-docker-plugin on PATH
+# (`docker exec calico-agent calicoctl profile show`).
+COPY --from=build /tmp/calico-agent.tgz /tmp/
+RUN npm install -g --no-audit --no-fund --loglevel=error /tmp/calico-agent.tgz && rm /tmp/calico-agent.tgz
+ENTRYPOINT ["calico-agent"]

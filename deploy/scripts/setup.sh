@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what calico-agent needs on a fresh Debian machine (run as root): the kernel tools and
-# etcd from Debian, the npm dependencies, and the TypeScript build. Safe to re-run.
+# etcd from Debian, the npm dependencies, the build, and the package itself (`npm pack`, then
+# `npm install -g` of the tarball: calicoctl, calico-agent and calico-docker-plugin on PATH).
+# Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 need=()
@@ -19,3 +21,8 @@ if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-loc
   npm ci --no-audit --no-fund --loglevel=error
 fi
 npm run build --silent
+# The package as users install it; skipped when the installed one is this very build.
+tarball_dir=$(mktemp -d)
+trap 'rm -rf "$tarball_dir"' EXIT
+npm pack --ignore-scripts --silent --pack-destination "$tarball_dir" >/dev/null
+npm install -g --prefer-offline --no-audit --no-fund --loglevel=error "$tarball_dir"/calico-agent-*.tgz

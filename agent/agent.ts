@@ -27,6 +27,7 @@ import type { EndpointStatus } from './endpoint-plumber.js';
 import { Reconciler, type ApplyReport } from './reconciler.js';
 import { StatusReporter } from './status.js';
 import { DataplaneStatusPublisher } from './dataplane-status.js';
+import { collectGarbage } from './heap.js';
 import type { DataplaneStatus } from '../src/model/index.js';
 import { Syncer } from './syncer.js';
 import { applyUpdates } from './updates.js';
@@ -194,6 +195,10 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const hooks: PassHooks = {
     onStatuses: (statuses) => void status?.update(statuses),
     onApplied: (report) => {
+      if (lastApplied === undefined) {
+        // The initial sync is in the kernel: what it decoded and rendered is garbage now.
+        setImmediate(() => log.debug({ collected: collectGarbage() }, 'full garbage collection after the initial sync'));
+      }
       const endpoints = { up: 0, down: 0, error: 0 };
       for (const { status: state } of report.endpointStatuses.values()) endpoints[state]++;
       lastApplied = { revision: report.revision, at: new Date().toISOString(), endpoints };

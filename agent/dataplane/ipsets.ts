@@ -36,34 +36,58 @@ interface MutableSet {
   members: Set<string>;
 }
 
-/** Parses `ipset save` output, keeping the owned sets of `family`. */
-export function parseIpsetSave(text: string, family: IpsetFamily): Map<string, KernelIpsetState> {
-  const sets = new Map<string, MutableSet>();
-  for (const line of text.split('\n')) {
-    if (line.startsWith('add ')) {
-      const end = line.indexOf(' ', 4);
-      if (end < 0) continue;
-      const set = sets.get(line.slice(4, end));
-      if (!set) continue; // not ours, or not this family
-      const memberEnd = line.indexOf(' ', end + 1);
-      const member = memberEnd < 0 ? line.slice(end + 1) : line.slice(end + 1, memberEnd);
-      set.members.add(detach(normaliseMember(member.trim(), set.family)));
-    } else if (line.startsWith('create ')) {
-      const words = line.trim().split(/\s+/);
+/** Our sets in `ipset save` output, per family. */
+export type SavedIpsets = Record<IpsetFamily, Map<string, KernelIpsetState>>;
+
+/** Lines parsed between two yields to the event loop (a few ms of work). */
+const LINES_PER_SLICE = 8192;
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Parses `ipset save` output once for both families, keeping only our sets. At 300k members the
+ * output is ~10 MB and parsing it takes a few hundred ms of the agent's event loop, so it runs
+ * in slices with a yield between them (a pass applying a change is never held up behind a
+ * verification read's parse), by offsets over the text (no array of all its lines).
+ */
+export async function parseIpsetSaveFamilies(text: string): Promise<SavedIpsets> {
+  const all = new Map<string, MutableSet>();
+  let lines = 0;
+  for (let at = 0; at < text.length; ) {
+    if (++lines % LINES_PER_SLICE === 0) await nextTurn();
+    let end = text.indexOf('\n', at);
+    if (end < 0) end = text.length;
+    if (text.startsWith('add ', at)) {
+      const nameEnd = text.indexOf(' ', at + 4);
+      const set = nameEnd < 0 || nameEnd > end ? undefined : all.get(text.slice(at + 4, nameEnd));
+      if (set) {
+        let memberEnd = text.indexOf(' ', nameEnd + 1);
+        if (memberEnd < 0 || memberEnd > end) memberEnd = end;
+        set.members.add(detach(normaliseMember(text.slice(nameEnd + 1, memberEnd).trim(), set.family)));
+      }
+    } else if (text.startsWith('create ', at)) {
+      const words = text.slice(at, end).trim().split(/\s+/);
       const name = words[1] ?? '';
-      if (!isOwnedIpset(name)) continue;
-      const option = (key: string): string | undefined => {
-        const at = words.indexOf(key, 3);
-        return at < 0 ? undefined : words[at + 1];
-      };
-      const setFamily = option('family') === 'inet6' ? 'inet6' : 'inet';
-      if (setFamily !== family) continue;
-      const maxelem = Number(option('maxelem') ?? DEFAULT_MAXELEM);
-      const kept = detach(name);
-      sets.set(kept, { name: kept, family: setFamily, type: detach(words[2] ?? ''), maxelem, members: new Set() });
+      if (isOwnedIpset(name)) {
+        const option = (key: string): string | undefined => {
+          const index = words.indexOf(key, 3);
+          return index < 0 ? undefined : words[index + 1];
+        };
+        const kept = detach(name);
+        const setFamily = option('family') === 'inet6' ? 'inet6' : 'inet';
+        all.set(kept, { name: kept, family: setFamily, type: detach(words[2] ?? ''), maxelem: Number(option('maxelem') ?? DEFAULT_MAXELEM), members: new Set() });
+      }
     }
+    at = end + 1;
   }
-  return sets;
+  const families: SavedIpsets = { inet: new Map(), inet6: new Map() };
+  for (const [name, set] of all) families[set.family].set(name, set);
+  return families;
+}
+
+/** Parses `ipset save` output, keeping the owned sets of `family`. */
+export async function parseIpsetSave(text: string, family: IpsetFamily): Promise<Map<string, KernelIpsetState>> {
+  return (await parseIpsetSaveFamilies(text))[family];
 }
 
 export interface IpsetIo {
@@ -84,12 +108,14 @@ export const SESSION_MAX_LINES = 100;
  * larger ones, and every update when it cannot start, through `ipset restore`.
  */
 export function createIpsetIo(runner: CommandRunner, session?: IpsetSession): IpsetIo {
-  let saving: Promise<CommandResult> | undefined;
+  let saving: Promise<{ result: CommandResult; families: SavedIpsets }> | undefined;
   return {
     async read(family) {
-      saving ??= runChecked(runner, ['ipset', 'save']).finally(() => (saving = undefined));
-      const result = await saving;
-      return { sets: parseIpsetSave(result.stdout, family), result };
+      saving ??= runChecked(runner, ['ipset', 'save'])
+        .then(async (result) => ({ result, families: await parseIpsetSaveFamilies(result.stdout) }))
+        .finally(() => (saving = undefined));
+      const { result, families } = await saving;
+      return { sets: families[family], result };
     },
     async apply(input) {
       let lines = 0;

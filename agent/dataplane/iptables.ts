@@ -82,14 +82,27 @@ export function extractHash(ruleText: string): string | null {
   return null;
 }
 
-/** Parses `iptables-save` output for one table (other tables' sections are ignored). */
-export function parseIptablesSave(text: string, table: TableName): KernelTableState {
+/** Lines parsed between two yields to the event loop (a few ms of work). */
+const LINES_PER_SLICE = 8192;
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Parses `iptables-save` output for one table (other tables' sections are ignored). A table of
+ * ~70k rules is ~5 MB of text: it is parsed in slices with a yield between them (a pass applying
+ * a change is never held up behind a verification read's parse), line by line by offsets.
+ */
+export async function parseIptablesSave(text: string, table: TableName): Promise<KernelTableState> {
   const hooked = new Set(HOOKED_BUILTINS[table]);
   const chains = new Map<string, (string | null)[]>();
   const builtins = new Map<string, BuiltinRule[]>();
   let inTable = false;
-  for (const rawLine of text.split('\n')) {
-    const line = rawLine.trimEnd();
+  let lines = 0;
+  for (let at = 0, end = 0; at < text.length; at = end + 1) {
+    if (++lines % LINES_PER_SLICE === 0) await nextTurn();
+    end = text.indexOf('\n', at);
+    if (end < 0) end = text.length;
+    const line = text.slice(at, end).trimEnd();
     if (line.startsWith('*')) {
       inTable = line.slice(1) === table;
       continue;
@@ -136,7 +149,7 @@ export function createTableIo(runner: CommandRunner, backend: IptablesBackend): 
   return {
     async readTable(family, table) {
       const result = await runChecked(runner, [backend.binaries[family].save, '-t', table]);
-      return { state: parseIptablesSave(result.stdout, table), result };
+      return { state: await parseIptablesSave(result.stdout, table), result };
     },
     async restore(family, table, input) {
       const foreign = input.split('\n').find((line) => line.startsWith('*') && line.trim() !== `*${table}`);

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { extractHash, parseIptablesSave, splitSaveWords } from '../../../agent/dataplane/iptables.js';
-import { normaliseMember, parseIpsetSave } from '../../../agent/dataplane/ipsets.js';
+import { normaliseMember, parseIpsetSave, parseIpsetSaveFamilies } from '../../../agent/dataplane/ipsets.js';
 
 describe('splitSaveWords', () => {
   it('undoes iptables-save quoting', () => {
@@ -59,8 +59,8 @@ describe('parseIptablesSave', () => {
     '# Completed',
   ].join('\n');
 
-  it('keeps our chains (hashes in order) and the hooked built-ins (text), ignoring the rest', () => {
-    const filter = parseIptablesSave(save, 'filter');
+  it('keeps our chains (hashes in order) and the hooked built-ins (text), ignoring the rest', async () => {
+    const filter = await parseIptablesSave(save, 'filter');
     expect(Object.fromEntries(filter.chains)).toEqual({ 'cali-empty': [], 'cali-x': ['1', null] });
     expect(Object.fromEntries(filter.builtins)).toEqual({
       INPUT: [
@@ -70,13 +70,19 @@ describe('parseIptablesSave', () => {
       FORWARD: [],
       OUTPUT: [],
     });
-    const raw = parseIptablesSave(save, 'raw');
+    const raw = await parseIptablesSave(save, 'raw');
     expect(Object.fromEntries(raw.chains)).toEqual({ 'cali-PREROUTING': ['r1'] });
     expect(raw.builtins.get('PREROUTING')).toEqual([{ hash: 'r', rule: '-m comment --comment "cali:r" -j cali-PREROUTING' }]);
   });
 
-  it('returns empty state for a table that is absent', () => {
-    const state = parseIptablesSave('*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n', 'raw');
+  it('parses a table larger than one slice (it yields between slices) in order', async () => {
+    const rules = Array.from({ length: 20_000 }, (_, i) => `-A cali-big -m comment --comment "cali:h${i}" -j ACCEPT`);
+    const state = await parseIptablesSave(['*filter', ':cali-big - [0:0]', ...rules, 'COMMIT', ''].join('\n'), 'filter');
+    expect(state.chains.get('cali-big')).toEqual(rules.map((_, i) => `h${i}`));
+  });
+
+  it('returns empty state for a table that is absent', async () => {
+    const state = await parseIptablesSave('*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n', 'raw');
     expect(state.chains.size).toBe(0);
     expect(state.builtins.size).toBe(0);
   });
@@ -94,14 +100,22 @@ describe('parseIpsetSave', () => {
     'add other 203.0.113.5',
   ].join('\n');
 
-  it('keeps owned sets of the requested family with their members', () => {
-    const v4 = parseIpsetSave(save, 'inet');
+  it('keeps owned sets of the requested family with their members', async () => {
+    const v4 = await parseIpsetSave(save, 'inet');
     expect([...v4.keys()]).toEqual(['cali4-a', 'cali4-b']);
     expect(v4.get('cali4-a')).toEqual({ name: 'cali4-a', family: 'inet', type: 'hash:net', maxelem: 500, members: new Set(['192.0.2.1', '198.51.100.0/24']) });
     expect(v4.get('cali4-b')?.maxelem).toBe(65536);
-    const v6 = parseIpsetSave(save, 'inet6');
+    const v6 = await parseIpsetSave(save, 'inet6');
     expect([...v6.keys()]).toEqual(['cali6-a']);
     expect(v6.get('cali6-a')?.members).toEqual(new Set(['2001:db8::1']));
+  });
+
+  it('parses a save larger than one slice (it yields between slices) the same as line by line', async () => {
+    const members = Array.from({ length: 20_000 }, (_, i) => `198.18.${i >> 8}.${i & 255}`);
+    const big = ['create cali4-big hash:net family inet', ...members.map((m) => `add cali4-big ${m}`), 'create cali6-x hash:net family inet6', 'add cali6-x 2001:db8::2'].join('\n');
+    const families = await parseIpsetSaveFamilies(big);
+    expect(families.inet.get('cali4-big')?.members).toEqual(new Set(members));
+    expect([...families.inet6.keys()]).toEqual(['cali6-x']);
   });
 
   it('normalises host prefixes and case', () => {

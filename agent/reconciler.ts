@@ -31,6 +31,9 @@
  *   counters per component); for an untrusted component the cache stands in. A read with any
  *   untrusted component is rechecked later, and eventually inside a pass (reason `read-back`,
  *   the kernel read first, under the failure policy below; verification-schedule.ts).
+ * - Our first write while a read is in flight aborts it (its `*-save` processes are killed): it
+ *   would be untrusted anyway, and a whole-ruleset save slows a concurrent restore several-fold.
+ *   It counts as untrusted, so the check is redone later, and inside a pass if aborts repeat.
  * - Drift: when the trusted view differs from a writer's cache (`verify`), the view replaces that
  *   part of the cache, its differences are marked dirty, and one `read-back` pass writes them,
  *   counted in drift_repairs_total. A read showing no drift writes nothing; with endpoint
@@ -141,6 +144,8 @@ const componentKey = (family: IpFamily, component: Component): string => `v${fam
 /** A verification read running in the background (see the header). */
 interface BackgroundRead {
   startedAt: number;
+  /** Aborted when one of our writes starts meanwhile (the read would be untrusted anyway). */
+  abort: AbortController;
   /** Our write counters (per componentKey) when it started. */
   writesAtStart: ReadonlyMap<string, number>;
   /** Settles when the read is over (never rejects). */
@@ -456,6 +461,9 @@ export class Reconciler {
         this.log.debug({ ...labels, input }, 'writing restore input');
         const written = componentKey(dataplane.family, table ?? 'ipsets');
         this.writesStarted.set(written, (this.writesStarted.get(written) ?? 0) + 1);
+        // A verification read in flight would be untrusted now; stopping it frees the kernel and
+        // the CPU for this write (a large save slows a concurrent restore several-fold).
+        if (this.background?.outcome === undefined) this.background?.abort.abort();
         try {
           if (tool === 'ipset') await dataplane.applyIpsets(input);
           else await dataplane.applyIptables(table!, input);
@@ -545,6 +553,7 @@ export class Reconciler {
   private startBackgroundRead(): void {
     const read: BackgroundRead = {
       startedAt: this.clock.now(),
+      abort: new AbortController(),
       writesAtStart: new Map(this.writesStarted),
       done: Promise.resolve(),
       outcome: undefined,
@@ -552,7 +561,7 @@ export class Reconciler {
     read.done = (async () => {
       try {
         // Side by side: the families' reads then share one `ipset save`.
-        const readFamily = async (dataplane: FamilyDataplane) => [dataplane.family, await this.read(dataplane)] as const;
+        const readFamily = async (dataplane: FamilyDataplane) => [dataplane.family, await this.read(dataplane, read.abort.signal)] as const;
         const states = new Map<IpFamily, KernelFamilyState>(await Promise.all(this.opts.dataplanes.map(readFamily)));
         read.outcome = { states, endedAt: this.clock.now() };
       } catch (error) {
@@ -571,6 +580,13 @@ export class Reconciler {
   private judgeBackgroundRead(read: BackgroundRead): void {
     const outcome = read.outcome;
     if (outcome === undefined) return;
+    if ('error' in outcome && outcome.error instanceof CommandError && outcome.error.aborted) {
+      // Our write preempted it: as a read that overlapped our writes, it is retried later (and
+      // after a few in a row, read inside a pass, where no write can preempt it).
+      this.verification.untrusted();
+      this.log.debug('kernel read-back aborted by our write; rechecking later');
+      return;
+    }
     if ('error' in outcome) {
       this.verification.failed();
       this.log.warn({ err: outcome.error }, 'background kernel read-back failed; the next check reads inside a pass');
@@ -615,14 +631,15 @@ export class Reconciler {
     this.log.debug({ ms, drifted, untrusted }, 'kernel read back while we wrote; rechecking the parts we wrote later');
   }
 
-  private async read(dataplane: FamilyDataplane): Promise<KernelFamilyState> {
+  private async read(dataplane: FamilyDataplane, signal?: AbortSignal): Promise<KernelFamilyState> {
     const family = `v${dataplane.family}`;
     try {
-      const state = await dataplane.read();
+      const state = await dataplane.read(signal ? { signal } : {});
       this.opts.metrics?.readbackCalls.inc({ tool: 'save', family, result: 'ok' });
       return state;
     } catch (error) {
-      this.opts.metrics?.readbackCalls.inc({ tool: 'save', family, result: 'error' });
+      const aborted = error instanceof CommandError && error.aborted;
+      this.opts.metrics?.readbackCalls.inc({ tool: 'save', family, result: aborted ? 'aborted' : 'error' });
       throw error;
     }
   }

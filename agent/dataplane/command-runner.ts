@@ -34,8 +34,10 @@ export class CommandError extends Error {
   readonly kind: FailureKind;
   /** Why it failed, without the command: the message's tail. */
   readonly detail: string;
+  /** The caller aborted it (RunOptions.signal): no failure of the program's. */
+  readonly aborted: boolean;
 
-  constructor(fields: { argv: readonly string[]; code: number | null; stderr: string; input?: string; kind: FailureKind; reason?: string }) {
+  constructor(fields: { argv: readonly string[]; code: number | null; stderr: string; input?: string; kind: FailureKind; reason?: string; aborted?: boolean }) {
     const detail = fields.reason ?? firstLine(fields.stderr) ?? 'no error output';
     super(`${fields.argv.join(' ')} failed (${fields.code === null ? 'did not complete' : `exit ${fields.code}`}): ${detail}`);
     this.argv = fields.argv;
@@ -44,6 +46,7 @@ export class CommandError extends Error {
     this.input = fields.input;
     this.kind = fields.kind;
     this.detail = detail;
+    this.aborted = fields.aborted ?? false;
   }
 
   get transient(): boolean {
@@ -140,19 +143,31 @@ export function createCommandRunner(options: CommandRunnerOptions = {}): Command
           reject(new CommandError({ argv, code: null, stderr: '', input: runOptions.input, kind: 'terminal', reason: 'empty command' }));
           return;
         }
+        const { signal } = runOptions;
+        if (signal?.aborted) {
+          reject(new CommandError({ argv, code: null, stderr: '', input: runOptions.input, kind: 'transient', reason: 'aborted', aborted: true }));
+          return;
+        }
         const started = performance.now();
         const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
         const out: Buffer[] = [];
         const err: Buffer[] = [];
         let timedOut = false;
+        let aborted = false;
         const timer = setTimeout(() => {
           timedOut = true;
           child.kill('SIGKILL');
         }, timeoutMs);
+        const onAbort = (): void => {
+          aborted = true;
+          child.kill('SIGKILL');
+        };
+        signal?.addEventListener('abort', onAbort, { once: true });
         child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
         child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
         child.on('error', (error: NodeJS.ErrnoException) => {
           clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
           const missing = error.code === 'ENOENT';
           reject(
             new CommandError({
@@ -165,15 +180,20 @@ export function createCommandRunner(options: CommandRunnerOptions = {}): Command
             }),
           );
         });
-        child.on('close', (code, signal) => {
+        child.on('close', (code, exitSignal) => {
           clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
           const stderr = Buffer.concat(err).toString('utf8');
+          if (aborted) {
+            reject(new CommandError({ argv, code: null, stderr, input: runOptions.input, kind: 'transient', reason: 'aborted', aborted: true }));
+            return;
+          }
           if (timedOut) {
             reject(new CommandError({ argv, code: null, stderr, input: runOptions.input, kind: 'transient', reason: `timed out after ${timeoutMs} ms` }));
             return;
           }
           resolve({
-            code: code ?? 128 + (signal ? constants.signals[signal] : 0),
+            code: code ?? 128 + (exitSignal ? constants.signals[exitSignal] : 0),
             stdout: Buffer.concat(out).toString('utf8'),
             stderr,
             durationMs: performance.now() - started,

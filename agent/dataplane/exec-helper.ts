@@ -21,18 +21,18 @@ import { CommandError, checkNetnsName, type FailureKind } from './command-runner
 import { encodeFrame, FrameReader } from './helper-frames.js';
 import type { CommandResult, CommandRunner, RunOptions } from './types.js';
 
-/** A request frame's header (helper-frames.ts); its payload, if any, is the program's stdin. */
-export interface HelperRequest {
-  id: number;
-  argv: readonly string[];
-  timeoutMs?: number;
-  payloadBytes?: number;
-}
+/**
+ * A request frame's header (helper-frames.ts); its payload, if any, is the program's stdin.
+ * `{id, abort: true}` aborts request `id` (its program is killed; it answers `aborted`).
+ */
+export type HelperRequest =
+  | { id: number; argv: readonly string[]; timeoutMs?: number; payloadBytes?: number }
+  | { id: number; abort: true };
 
 /** A response frame's header; the payload of a `result` is the program's stdout. */
 export type HelperResponse =
   | { id: number; result: Omit<CommandResult, 'stdout'>; payloadBytes?: number }
-  | { id: number; error: { code: number | null; stderr: string; kind: FailureKind; reason: string } };
+  | { id: number; error: { code: number | null; stderr: string; kind: FailureKind; reason: string; aborted?: boolean } };
 
 export interface HelperRunner extends CommandRunner {
   /** The helper's pid (undefined while none runs), for tests and diagnostics. */
@@ -97,11 +97,18 @@ export function createHelperRunner(options: { netns?: string } = {}): HelperRunn
     run(argv: readonly string[], runOptions: RunOptions = {}): Promise<CommandResult> {
       child ??= start();
       const id = nextId++;
+      const { signal } = runOptions;
+      if (signal?.aborted) {
+        return Promise.reject(new CommandError({ argv, code: null, stderr: '', input: runOptions.input, kind: 'transient', reason: 'aborted', aborted: true }));
+      }
+      const helper = child;
       const header = { id, argv, ...(runOptions.timeoutMs !== undefined ? { timeoutMs: runOptions.timeoutMs } : {}) };
+      const onAbort = (): void => void helper.stdin!.write(encodeFrame({ id, abort: true }));
       return new Promise<CommandResult>((resolve, reject) => {
         waiting.set(id, { argv, input: runOptions.input, resolve, reject });
-        child!.stdin!.write(encodeFrame(header, runOptions.input));
-      });
+        helper.stdin!.write(encodeFrame(header, runOptions.input));
+        signal?.addEventListener('abort', onAbort, { once: true });
+      }).finally(() => signal?.removeEventListener('abort', onAbort));
     },
     async close(): Promise<void> {
       const helper = child;

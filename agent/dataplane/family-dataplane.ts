@@ -56,16 +56,17 @@ export function createFamilyDataplane(options: FamilyDataplaneOptions): FamilyDa
     }
   }
 
-  const readTable = (table: TableName) =>
-    observed('iptables-save', table, () => tables.readTable(family, table), (read) => Buffer.byteLength(read.result.stdout));
+  const readTable = (table: TableName, signal: AbortSignal | undefined) =>
+    observed('iptables-save', table, () => tables.readTable(family, table, signal), (read) => Buffer.byteLength(read.result.stdout));
 
   return {
     family,
-    async read(): Promise<KernelFamilyState> {
+    async read(options = {}): Promise<KernelFamilyState> {
+      const { signal } = options;
       const [filter, raw, sets] = await Promise.all([
-        readTable('filter'),
-        readTable('raw'),
-        observed('ipset', undefined, () => ipsets.read(ipsetFamily), (read) => Buffer.byteLength(read.result.stdout)),
+        readTable('filter', signal),
+        readTable('raw', signal),
+        observed('ipset', undefined, () => ipsets.read(ipsetFamily, signal), (read) => Buffer.byteLength(read.result.stdout)),
       ]);
       return { tables: { filter: filter.state, raw: raw.state }, ipsets: sets.sets };
     },

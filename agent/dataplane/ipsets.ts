@@ -93,9 +93,10 @@ export async function parseIpsetSave(text: string, family: IpsetFamily): Promise
 export interface IpsetIo {
   /**
    * Reads our sets of one family; resolves with the parsed state and the raw result (for logs).
-   * Reads that overlap share one `ipset save` (it prints every family's sets).
+   * Reads that overlap share one `ipset save` (it prints every family's sets), if they share
+   * their abort signal too.
    */
-  read(family: IpsetFamily): Promise<{ sets: Map<string, KernelIpsetState>; result: CommandResult }>;
+  read(family: IpsetFamily, signal?: AbortSignal): Promise<{ sets: Map<string, KernelIpsetState>; result: CommandResult }>;
   /** `ipset restore`; rejects with a CommandError. Not atomic: re-read after a failure. */
   apply(input: string): Promise<CommandResult>;
 }
@@ -108,13 +109,17 @@ export const SESSION_MAX_LINES = 100;
  * larger ones, and every update when it cannot start, through `ipset restore`.
  */
 export function createIpsetIo(runner: CommandRunner, session?: IpsetSession): IpsetIo {
-  let saving: Promise<{ result: CommandResult; families: SavedIpsets }> | undefined;
+  const saving = new Map<AbortSignal | undefined, Promise<{ result: CommandResult; families: SavedIpsets }>>();
   return {
-    async read(family) {
-      saving ??= runChecked(runner, ['ipset', 'save'])
-        .then(async (result) => ({ result, families: await parseIpsetSaveFamilies(result.stdout) }))
-        .finally(() => (saving = undefined));
-      const { result, families } = await saving;
+    async read(family, signal) {
+      let save = saving.get(signal);
+      if (save === undefined) {
+        save = runChecked(runner, ['ipset', 'save'], signal ? { signal } : {})
+          .then(async (result) => ({ result, families: await parseIpsetSaveFamilies(result.stdout) }))
+          .finally(() => saving.delete(signal));
+        saving.set(signal, save);
+      }
+      const { result, families } = await save;
       return { sets: families[family], result };
     },
     async apply(input) {

@@ -140,15 +140,15 @@ export async function parseIptablesSave(text: string, table: TableName): Promise
 
 export interface TableIo {
   /** Reads one table; resolves with the parsed state and the raw save output (for logs). */
-  readTable(family: IpFamily, table: TableName): Promise<{ state: KernelTableState; result: CommandResult }>;
+  readTable(family: IpFamily, table: TableName, signal?: AbortSignal): Promise<{ state: KernelTableState; result: CommandResult }>;
   /** Feeds restore text to `ip[6]tables-restore --noflush`; rejects with a CommandError. */
   restore(family: IpFamily, table: TableName, input: string): Promise<CommandResult>;
 }
 
 export function createTableIo(runner: CommandRunner, backend: IptablesBackend): TableIo {
   return {
-    async readTable(family, table) {
-      const result = await runChecked(runner, [backend.binaries[family].save, '-t', table]);
+    async readTable(family, table, signal) {
+      const result = await runChecked(runner, [backend.binaries[family].save, '-t', table], signal ? { signal } : {});
       return { state: await parseIptablesSave(result.stdout, table), result };
     },
     async restore(family, table, input) {

@@ -15,6 +15,8 @@ export interface RunOptions {
   /** Written to the command's stdin (then stdin is closed). */
   input?: string;
   timeoutMs?: number;
+  /** Aborting kills the program; the run rejects with a CommandError whose `aborted` is true. */
+  signal?: AbortSignal;
 }
 
 /** Runs one program (argv[0] looked up on PATH), in the dataplane's network namespace. */
@@ -31,8 +33,8 @@ export interface ExecObserver {
 /** One IP family's kernel state: read it back, and apply restore input to it. */
 export interface FamilyDataplane {
   readonly family: IpFamily;
-  /** Reads our chains, our hooks and our ipsets (of this family) from the kernel. */
-  read(): Promise<KernelFamilyState>;
+  /** Reads our chains, our hooks and our ipsets (of this family) from the kernel; `signal` aborts it. */
+  read(options?: { signal?: AbortSignal }): Promise<KernelFamilyState>;
   /** `ipset restore` with the given input; rejects with a CommandError carrying stderr and input. */
   applyIpsets(input: string): Promise<void>;
   /** `ip[6]tables-restore --noflush` for one table; rejects with a CommandError. */

@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { CalcGraph, defaultCompilerConfig, profileChainName } from '../../compiler/index.js';
-import { createCommandRunner } from '../../agent/dataplane/command-runner.js';
+import { CommandError, createCommandRunner } from '../../agent/dataplane/command-runner.js';
 import { createFamilyDataplane } from '../../agent/dataplane/family-dataplane.js';
 import { selectIptablesBackend } from '../../agent/dataplane/iptables-backend.js';
 import type { CommandResult, CommandRunner, RunOptions } from '../../agent/dataplane/types.js';
@@ -41,7 +41,7 @@ const isFilterSave = (e: RunnerEvent): boolean => (e.argv[0] ?? '').endsWith('-s
 
 interface RunnerEvent {
   /** save-fetched: the real read is done (its result may still be held back); save-end: returned. */
-  kind: 'save-start' | 'save-fetched' | 'save-end' | 'write';
+  kind: 'save-start' | 'save-fetched' | 'save-end' | 'save-aborted' | 'write';
   argv: readonly string[];
   stdout?: string;
 }
@@ -55,6 +55,8 @@ class SlowSaveRunner implements CommandRunner {
   failSaves = 0;
   /** Reads started and not yet returned. */
   inFlight = 0;
+  /** Held or delayed reads give up when their abort signal fires, as the real runners do. */
+  abortable = false;
   private gate: Promise<void> | undefined;
   private openGate: (() => void) | undefined;
 
@@ -92,10 +94,23 @@ class SlowSaveRunner implements CommandRunner {
         this.failSaves -= 1;
         return { code: 1, stdout: '', stderr: `${argv[0]}: injected read failure\n`, durationMs: 0 };
       }
-      const result = await real.run(argv, options);
+      const { signal, ...rest } = options;
+      const result = await real.run(argv, this.abortable && signal ? options : rest);
       this.events.push({ kind: 'save-fetched', argv });
       if (this.delayMs > 0) await sleep(this.delayMs);
-      await gate;
+      if (this.abortable && signal) {
+        const aborted = new Promise<never>((_, reject) => {
+          const fail = () => reject(new CommandError({ argv, code: null, stderr: '', kind: 'transient', reason: 'aborted', aborted: true }));
+          if (signal.aborted) fail();
+          else signal.addEventListener('abort', fail, { once: true });
+        });
+        await Promise.race([gate, aborted]).catch((error: unknown) => {
+          this.events.push({ kind: 'save-aborted', argv });
+          throw error;
+        });
+      } else {
+        await gate;
+      }
       this.events.push({ kind: 'save-end', argv, stdout: result.stdout });
       return result;
     } finally {
@@ -236,6 +251,32 @@ describe('background verification reads', () => {
       expect(h.runner.writes().length).toBe(writesAfterChange);
       expect(h.reports.length).toBe(reportsAfterChange);
       expect(await driftRepairs(h.metrics)).toEqual({});
+      expect(chainRules(await kernelFilter(), WEB_INBOUND).join('\n')).toContain('8080');
+    } finally {
+      h.runner.release();
+      await h.reconciler.stop();
+    }
+    expect(h.fatal()).toBeUndefined();
+  });
+
+  test('our write aborts a verification read in flight; a later read checks the kernel again', async () => {
+    const h = await harness({ refreshIntervalMs: 100 });
+    h.runner.abortable = true;
+    try {
+      const { heldFrom } = await changeWhileReadHeld(h);
+      const held = h.runner.events.slice(heldFrom);
+      expect(held.some((e) => e.kind === 'save-aborted')).toBe(true);
+      expect(held.some((e) => e.kind === 'save-end')).toBe(false);
+      const writes = h.runner.writes().length;
+      h.runner.release();
+      const from = h.runner.events.length;
+      await until('a later verification read has returned', () => h.runner.events.slice(from).some((e) => e.kind === 'save-end' && isFilterSave(e)));
+      const saves = h.runner.saveStarts();
+      await until('it has been judged (the next read started)', () => h.runner.saveStarts() > saves);
+      expect(h.runner.writes().length).toBe(writes);
+      expect(await driftRepairs(h.metrics)).toEqual({});
+      const aborted = (await h.metrics.registry.getSingleMetric('calico_agent_readback_calls_total')?.get())?.values.filter((v) => v.labels.result === 'aborted') ?? [];
+      expect(aborted.reduce((sum, v) => sum + v.value, 0)).toBeGreaterThan(0);
       expect(chainRules(await kernelFilter(), WEB_INBOUND).join('\n')).toContain('8080');
     } finally {
       h.runner.release();

@@ -48,6 +48,20 @@ describe('createCommandRunner', () => {
     expect((error as CommandError).message).toMatch(/timed out/);
   });
 
+  it('kills a command whose signal aborts, rejecting with an aborted CommandError', async () => {
+    const runner = createCommandRunner({ netns: ns.name });
+    const abort = new AbortController();
+    const started = Date.now();
+    const running = runner.run(['sleep', '30'], { signal: abort.signal }).catch((e: unknown) => e);
+    setTimeout(() => abort.abort(), 50);
+    const error = (await running) as CommandError;
+    expect(error).toBeInstanceOf(CommandError);
+    expect({ aborted: error.aborted, kind: error.kind, detail: error.detail }).toEqual({ aborted: true, kind: 'transient', detail: 'aborted' });
+    expect(Date.now() - started).toBeLessThan(10_000); // killed, not waited for (the sleep lasts 30 s)
+    const already = (await runner.run(['true'], { signal: abort.signal }).catch((e: unknown) => e)) as CommandError;
+    expect(already.aborted).toBe(true);
+  });
+
   it('reports a missing program as terminal, in and out of a namespace', async () => {
     const direct = await createCommandRunner().run(['calico-no-such-program']).catch((e: unknown) => e);
     expect(direct).toBeInstanceOf(CommandError);

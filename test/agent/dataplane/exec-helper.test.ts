@@ -57,6 +57,19 @@ describe('createHelperRunner', () => {
     expect((slow as CommandError).message).toBe('sleep 5 failed (did not complete): timed out after 100 ms');
   });
 
+  it('an aborted request kills its program in the helper and rejects as aborted; others carry on', async () => {
+    const abort = new AbortController();
+    const started = Date.now();
+    const aborted = runner.run(['sleep', '30'], { signal: abort.signal }).catch((error: unknown) => error);
+    const other = runner.run(['sh', '-c', 'sleep 0.3; echo fine']);
+    setTimeout(() => abort.abort(), 50);
+    const error = (await aborted) as CommandError;
+    expect(error).toBeInstanceOf(CommandError);
+    expect({ aborted: error.aborted, argv: error.argv }).toEqual({ aborted: true, argv: ['sleep', '30'] });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect((await other).stdout).toBe('fine\n');
+  });
+
   it('runs requests concurrently and answers each with its own result', async () => {
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => runner.run(['echo', String(i)])));
     expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 20 }, (_, i) => `${i}\n`));

@@ -33,7 +33,8 @@
  *   the kernel read first, under the failure policy below; verification-schedule.ts).
  * - Our first write while a read is in flight aborts it (its `*-save` processes are killed): it
  *   would be untrusted anyway, and a whole-ruleset save slows a concurrent restore several-fold.
- *   It counts as untrusted, so the check is redone later, and inside a pass if aborts repeat.
+ *   The check is redone later; a read started when the kernel has gone unverified for a whole
+ *   refresh interval is not aborted (it is judged as any overlapped read).
  * - Drift: when the trusted view differs from a writer's cache (`verify`), the view replaces that
  *   part of the cache, its differences are marked dirty, and one `read-back` pass writes them,
  *   counted in drift_repairs_total. A read showing no drift writes nothing; with endpoint
@@ -146,6 +147,8 @@ interface BackgroundRead {
   startedAt: number;
   /** Aborted when one of our writes starts meanwhile (the read would be untrusted anyway). */
   abort: AbortController;
+  /** Writes may abort it (the kernel was verified recently enough; verification-schedule.ts). */
+  preemptible: boolean;
   /** Our write counters (per componentKey) when it started. */
   writesAtStart: ReadonlyMap<string, number>;
   /** Settles when the read is over (never rejects). */
@@ -463,7 +466,8 @@ export class Reconciler {
         this.writesStarted.set(written, (this.writesStarted.get(written) ?? 0) + 1);
         // A verification read in flight would be untrusted now; stopping it frees the kernel and
         // the CPU for this write (a large save slows a concurrent restore several-fold).
-        if (this.background?.outcome === undefined) this.background?.abort.abort();
+        const reading = this.background;
+        if (reading !== undefined && reading.outcome === undefined && reading.preemptible) reading.abort.abort();
         try {
           if (tool === 'ipset') await dataplane.applyIpsets(input);
           else await dataplane.applyIptables(table!, input);
@@ -554,6 +558,7 @@ export class Reconciler {
     const read: BackgroundRead = {
       startedAt: this.clock.now(),
       abort: new AbortController(),
+      preemptible: this.verification.mayPreempt,
       writesAtStart: new Map(this.writesStarted),
       done: Promise.resolve(),
       outcome: undefined,
@@ -581,9 +586,9 @@ export class Reconciler {
     const outcome = read.outcome;
     if (outcome === undefined) return;
     if ('error' in outcome && outcome.error instanceof CommandError && outcome.error.aborted) {
-      // Our write preempted it: as a read that overlapped our writes, it is retried later (and
-      // after a few in a row, read inside a pass, where no write can preempt it).
-      this.verification.untrusted();
+      // Our write preempted it: retried later; once the kernel has gone unverified for a whole
+      // interval, the next read is not preemptible (verification-schedule.ts).
+      this.verification.preempted();
       this.log.debug('kernel read-back aborted by our write; rechecking later');
       return;
     }

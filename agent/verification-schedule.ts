@@ -10,6 +10,11 @@
  * never pauses), or after a read that failed, the next check reads inside a pass (`inPass`), so
  * the kernel is always checked eventually.
  *
+ * A background read may be aborted by our next write (`mayPreempt`) while the kernel was checked
+ * within the last `refreshIntervalMs` (else `postWriteCheckMaxMs`); an aborted read is retried
+ * after the floor, without escalating. Past that age a read runs to its end even if it slows a
+ * write: under a write stream that never pauses, at most one write per interval pays for it.
+ *
  * Invariants: pure bookkeeping on the injected clock; nothing here reads or writes the kernel.
  */
 import type { Clock } from './scheduler.js';
@@ -92,6 +97,17 @@ export class VerificationSchedule {
     this.untrustedReads += 1;
     this.retryAt = this.clock.now() + this.floorMs * 2 ** (this.untrustedReads - 1);
     if (this.untrustedReads >= UNTRUSTED_READS_BEFORE_IN_PASS) this.readInPass = true;
+  }
+
+  /** Our writes may abort a background read started now: the kernel was checked recently enough. */
+  get mayPreempt(): boolean {
+    const maxUnverifiedMs = this.opts.refreshIntervalMs > 0 ? this.opts.refreshIntervalMs : this.opts.postWriteCheckMaxMs;
+    return this.clock.now() - this.lastVerifiedAt < maxUnverifiedMs;
+  }
+
+  /** A background read was aborted by our write: retried after the floor. */
+  preempted(): void {
+    this.retryAt = this.clock.now() + this.floorMs;
   }
 
   /** A background read failed: the next check reads inside a pass. */

@@ -1,7 +1,8 @@
 /**
  * When the kernel is checked, on a FAKE clock: periodic checks, post-write checks from the
  * adaptive floor doubling up to the cap, untrusted reads retried with doubling delays and moved
- * inside a pass after too many in a row, a failed read moved inside a pass at once.
+ * inside a pass after too many in a row, a failed read moved inside a pass at once, and which
+ * reads our writes may preempt.
  */
 import { describe, expect, test } from 'vitest';
 import { UNTRUSTED_READS_BEFORE_IN_PASS, VerificationSchedule } from '../../agent/verification-schedule.js';
@@ -60,5 +61,23 @@ describe('VerificationSchedule', () => {
     expect(schedule.inPass).toBe(false);
     schedule.failed();
     expect(schedule.inPass).toBe(true);
+  });
+
+  test('reads may be preempted while the kernel was verified within the interval; a preempted read is retried after the floor', () => {
+    const clock = new FakeClock();
+    const schedule = new VerificationSchedule(clock, options);
+    expect(schedule.mayPreempt).toBe(false); // never verified yet
+    schedule.verified(clock.now());
+    schedule.readTook(100);
+    schedule.wrote(0);
+    clock.advance(schedule.floorMs); // the post-write check is due; our next write preempts it
+    expect(schedule.mayPreempt).toBe(true);
+    schedule.preempted();
+    expect(schedule.dueAt()).toBe(clock.now() + schedule.floorMs);
+    expect(schedule.inPass).toBe(false);
+    clock.advance(options.refreshIntervalMs - schedule.floorMs - 1);
+    expect(schedule.mayPreempt).toBe(true);
+    clock.advance(1);
+    expect(schedule.mayPreempt).toBe(false);
   });
 });

@@ -12,7 +12,8 @@
  *
  * A background read may be aborted by our next write (`mayPreempt`) while the kernel was checked
  * within the last `refreshIntervalMs` (else `postWriteCheckMaxMs`); an aborted read is retried
- * after the floor, without escalating. Past that age a read runs to its end even if it slows a
+ * after the floor, doubling per abort in a row (a read started only to be killed still costs a
+ * burst of CPU), without escalating. Past that age a read runs to its end even if it slows a
  * write: under a write stream that never pauses, at most one write per interval pays for it.
  *
  * Invariants: pure bookkeeping on the injected clock; nothing here reads or writes the kernel.
@@ -42,6 +43,7 @@ export class VerificationSchedule {
   private postWriteCheckAt: number | null = null;
   private postWriteInterval: number;
   private untrustedReads = 0;
+  private preemptedReads = 0;
   private retryAt = -Infinity;
   private readInPass = false;
 
@@ -84,6 +86,7 @@ export class VerificationSchedule {
   verified(startedAt: number): void {
     this.lastVerifiedAt = this.clock.now();
     this.untrustedReads = 0;
+    this.preemptedReads = 0;
     this.retryAt = -Infinity;
     this.readInPass = false;
     if (this.postWriteCheckAt !== null && startedAt >= this.postWriteCheckAt) {
@@ -105,9 +108,10 @@ export class VerificationSchedule {
     return this.clock.now() - this.lastVerifiedAt < maxUnverifiedMs;
   }
 
-  /** A background read was aborted by our write: retried after the floor. */
+  /** A background read was aborted by our write: retried after the floor, doubling per abort in a row. */
   preempted(): void {
-    this.retryAt = this.clock.now() + this.floorMs;
+    this.preemptedReads += 1;
+    this.retryAt = this.clock.now() + this.floorMs * 2 ** (this.preemptedReads - 1);
   }
 
   /** A background read failed: the next check reads inside a pass. */

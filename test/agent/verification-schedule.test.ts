@@ -63,7 +63,7 @@ describe('VerificationSchedule', () => {
     expect(schedule.inPass).toBe(true);
   });
 
-  test('reads may be preempted while the kernel was verified within the interval; a preempted read is retried after the floor', () => {
+  test('reads may be preempted while the kernel was verified within the interval; a preempted read is retried after the floor, doubling', () => {
     const clock = new FakeClock();
     const schedule = new VerificationSchedule(clock, options);
     expect(schedule.mayPreempt).toBe(false); // never verified yet
@@ -74,6 +74,8 @@ describe('VerificationSchedule', () => {
     expect(schedule.mayPreempt).toBe(true);
     schedule.preempted();
     expect(schedule.dueAt()).toBe(clock.now() + schedule.floorMs);
+    schedule.preempted();
+    expect(schedule.dueAt()).toBe(clock.now() + 2 * schedule.floorMs);
     expect(schedule.inPass).toBe(false);
     clock.advance(options.refreshIntervalMs - schedule.floorMs - 1);
     expect(schedule.mayPreempt).toBe(true);

@@ -14,6 +14,7 @@ import type { KernelIpsetState } from '../../compiler/types.js';
 import { isOwnedIpset } from '../../compiler/names.js';
 import { runChecked } from './command-runner.js';
 import { detach } from '../../src/model/index.js';
+import { LINES_PER_SLICE, nextTurn } from './parse-slices.js';
 import type { IpsetSession } from './ipset-session.js';
 import type { CommandResult, CommandRunner } from './types.js';
 
@@ -38,11 +39,6 @@ interface MutableSet {
 
 /** Our sets in `ipset save` output, per family. */
 export type SavedIpsets = Record<IpsetFamily, Map<string, KernelIpsetState>>;
-
-/** Lines parsed between two yields to the event loop (a few ms of work). */
-const LINES_PER_SLICE = 8192;
-
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
  * Parses `ipset save` output once for both families, keeping only our sets. At 300k members the

@@ -15,6 +15,7 @@ import type { IpFamily, KernelTableState, TableName, BuiltinRule } from '../../c
 import { HASH_COMMENT_PREFIX, isOwnedChain } from '../../compiler/names.js';
 import { runChecked } from './command-runner.js';
 import { detach } from '../../src/model/index.js';
+import { LINES_PER_SLICE, nextTurn } from './parse-slices.js';
 import type { IptablesBackend } from './iptables-backend.js';
 import type { CommandResult, CommandRunner } from './types.js';
 
@@ -81,11 +82,6 @@ export function extractHash(ruleText: string): string | null {
   }
   return null;
 }
-
-/** Lines parsed between two yields to the event loop (a few ms of work). */
-const LINES_PER_SLICE = 8192;
-
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
  * Parses `iptables-save` output for one table (other tables' sections are ignored). A table of

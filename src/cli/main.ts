@@ -19,8 +19,6 @@ import { versionLine } from '../version.js';
 import type { CommandRun } from './cli-context.js';
 import { CliError, UsageError } from './cli-errors.js';
 
-export { CliError, UsageError } from './cli-errors.js';
-
 interface CommandEntry {
   name: string;
   /** One line for the top-level usage. */

@@ -236,7 +236,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     endpoints: graph.endpointCount,
     localEndpoints: reconciler.endpointStatuses.size,
     invalidKeys: syncer.invalidKeys.size,
-    lastError: reconciler.fatal?.message ?? reconciler.lastError,
+    lastError: reconciler.fatal?.message ?? reconciler.lastError ?? (syncer.unreachableReason === null ? null : `etcd unreachable: ${syncer.unreachableReason}`),
   });
 
   const http = config.healthListen

@@ -12,6 +12,7 @@
  */
 import { dataplaneStatusKey, type DataplaneStatus } from '../src/model/index.js';
 import type { Logger } from './logger.js';
+import { oneLine } from './status.js';
 import { systemClock, type Clock } from './scheduler.js';
 
 /** Writes one status value (the agent: an etcd put of the host's key). */
@@ -85,7 +86,7 @@ export class DataplaneStatusPublisher {
           this.written = value;
         },
         (error: unknown) => {
-          this.log.warn({ err: error }, 'could not publish the dataplane status to etcd; will retry');
+          this.log.warn({ reason: oneLine(error) }, 'could not publish the dataplane status to etcd; will retry');
           this.pending ??= value;
         },
       )

@@ -36,6 +36,12 @@ export interface StatusReporterOptions {
 const TXN_OPS = 128;
 const TXN_IN_FLIGHT = 4;
 
+/** An error's message as one line (for warnings; the stack goes to debug). */
+export function oneLine(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.split('\n')[0]!.trim();
+}
+
 /** `2016-02-29T14:54:31Z`: UTC, seconds precision, as Felix writes it. */
 export function felixTime(date: Date): string {
   return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -103,7 +109,8 @@ export class StatusReporter {
       // The key now lives on the new lease; revoking the old one deletes nothing.
       if (previous) await previous.revoke().catch(() => {});
     } catch (error) {
-      this.log.warn({ err: error }, 'could not report host status to etcd');
+      this.log.warn({ reason: oneLine(error) }, 'could not report host status to etcd');
+      this.log.debug({ err: error }, 'host status report failure');
     }
   }
 
@@ -139,7 +146,8 @@ export class StatusReporter {
         try {
           await this.writeDifferences();
         } catch (error) {
-          this.log.warn({ err: error }, 'could not write endpoint status to etcd; will retry');
+          this.log.warn({ reason: oneLine(error) }, 'could not write endpoint status to etcd; will retry');
+          this.log.debug({ err: error }, 'endpoint status write failure');
           clearTimeout(this.retryTimer);
           this.retryTimer = setTimeout(() => void this.flush(), this.retryMs);
           break;

@@ -116,6 +116,8 @@ export class Syncer {
   private isConnected = false;
   /** `performance.now()` when etcd became unreachable, or null while connected. */
   private disconnectedSince: number | null = null;
+  /** Why etcd is unreachable (the last failure), or null while connected. */
+  private unreachable: string | null = null;
   private stopped = false;
   private loop: Promise<void> | undefined;
   /** Ends the current watch or backoff sleep early (set while one is in progress). */
@@ -153,6 +155,10 @@ export class Syncer {
   }
   get connected(): boolean {
     return this.isConnected;
+  }
+  /** Why etcd is unreachable (the last failure's reason), or null while connected. */
+  get unreachableReason(): string | null {
+    return this.isConnected ? null : this.unreachable;
   }
   /** Keys whose values are invalid, with the reason. */
   get invalidKeys(): ReadonlyMap<string, string> {
@@ -249,6 +255,7 @@ export class Syncer {
     const wasDown = this.disconnectedSince !== null;
     this.isConnected = true;
     this.disconnectedSince = null;
+    this.unreachable = null;
     this.metrics?.datastoreConnected.set(1);
     if (wasDown) this.log.info({ revision: this.currentRevision }, 'etcd connection restored');
   }
@@ -260,6 +267,7 @@ export class Syncer {
       this.log.warn({ reason, revision: this.currentRevision }, 'etcd unreachable; keeping the current dataplane');
     }
     this.isConnected = false;
+    this.unreachable = reason;
     this.metrics?.datastoreConnected.set(0);
   }
 

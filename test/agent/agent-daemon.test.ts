@@ -128,10 +128,17 @@ test('etcd down: not ready after the grace period, still live, rules kept; ready
     await until('not ready', async () => (await get('/readiness')).status === 503, 15_000);
     expect((await get('/liveness')).status).toBe(200);
     expect((await filterTable()).replace(/^#.*\n/gm, '')).toBe(before);
+    // /status says why, and warnings are one line each (no stack traces at info level).
+    const down = JSON.parse((await get('/status')).body) as { datastoreConnected: boolean; lastError: string | null };
+    expect(down.datastoreConnected).toBe(false);
+    expect(down.lastError).toMatch(/^etcd unreachable: /);
+    await until('a failed status report logged', async () => logs.some((l) => l.msg === 'could not report host status to etcd'));
+    for (const line of logs.filter((l) => l.level === 40)) expect(JSON.stringify(line)).not.toMatch(/\\n\s+at /);
   } finally {
     await etcd.restart();
   }
   await until('ready again', async () => (await get('/readiness')).status === 200, 20_000);
+  expect((JSON.parse((await get('/status')).body) as { lastError: string | null }).lastError).toBeNull();
 });
 
 test('SIGTERM stops cleanly and leaves the rules in place', async () => {

@@ -1,0 +1,20 @@
+/**
+ * The systemd unit as shipped passes `systemd-analyze verify` without a warning (a key in the
+ * wrong section is ignored by systemd, with only such a warning to show for it), and starts the
+ * installed command by name.
+ */
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { expect, test } from 'vitest';
+import { REPO_ROOT } from '../lab/lab.js';
+
+const run = promisify(execFile);
+
+test('deploy/systemd/calico-agent.service verifies cleanly', async () => {
+  const unit = join(REPO_ROOT, 'deploy/systemd/calico-agent.service');
+  const { stdout, stderr } = await run('systemd-analyze', ['verify', unit]);
+  expect(`${stdout}${stderr}`).toBe('');
+  expect(await readFile(unit, 'utf8')).toMatch(/^ExecStart=calico-agent$/m);
+});

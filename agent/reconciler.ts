@@ -408,8 +408,10 @@ export class Reconciler {
     this.opts.metrics?.applyFailures.inc({ stage });
     this.lastErrorText = error instanceof Error ? error.message : String(error);
     this.opts.onFailed?.(this.lastErrorText);
-    const input = error instanceof CommandError ? error.input : undefined;
-    this.log.warn({ err: error, attempt, input }, 'dataplane write failed; will re-read the kernel and retry');
+    // One line with the cause (and, as Felix does, the input fed); the stack only at debug level.
+    const details = error instanceof CommandError ? { stderr: error.stderr, input: error.input } : {};
+    this.log.warn({ reason: this.lastErrorText, attempt, ...details }, 'dataplane write failed; will re-read the kernel and retry');
+    this.log.debug({ err: error }, 'dataplane write failure');
   }
 
   /** One attempt: read (when the cache is missing or `forceRead`), plan, write in order. Throws on the first failed write. */

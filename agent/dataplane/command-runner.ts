@@ -94,16 +94,22 @@ export function classifyFailure(code: number, stderr: string, input?: string): F
   return 'rejected';
 }
 
+/** What the agent needs when the kernel (or nsenter) refuses it for lack of privilege. */
+export const PRIVILEGE_HINT = 'calico-agent needs root, or CAP_NET_ADMIN (and CAP_SYS_ADMIN with --dataplane-netns)';
+const PRIVILEGE_PATTERNS = [/Operation not permitted/i, /Permission denied/i, /you must be root/i];
+
 /** Runs argv and throws a classified CommandError on a non-zero exit. */
 export async function runChecked(runner: CommandRunner, argv: readonly string[], options: RunOptions = {}): Promise<CommandResult> {
   const result = await runner.run(argv, options);
   if (result.code !== 0) {
+    const denied = PRIVILEGE_PATTERNS.some((pattern) => pattern.test(result.stderr));
     throw new CommandError({
       argv,
       code: result.code,
       stderr: result.stderr,
       input: options.input,
       kind: classifyFailure(result.code, result.stderr, options.input),
+      ...(denied ? { reason: `${firstLine(result.stderr) ?? 'not permitted'} (${PRIVILEGE_HINT})` } : {}),
     });
   }
   return result;

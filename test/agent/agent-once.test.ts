@@ -4,7 +4,7 @@
  * nothing; a second `--once` writes 0 bytes; bad configuration, a configured backend that is not
  * installed and a dead etcd fail with one line.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ import { createEtcdClient } from '../../src/datastore/client.js';
 import { READY_KEY, endpointKey, endpointStatusKey, profileRulesKey, profileTagsKey, type EndpointRef } from '../../src/model/index.js';
 import { freePort, startEtcd, type EtcdInstance } from '../helpers/etcd.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
-import { runNode } from '../helpers/run-node.js';
+import { builtPath, runNode } from '../helpers/run-node.js';
 
 const HOST = 'smoke-host';
 const ref: EndpointRef = { host: HOST, orchestrator: 'docker', workload: 'w1', endpointId: 'e1' };
@@ -139,6 +139,23 @@ describe('calico-agent --once', () => {
     } finally {
       rmSync(bin, { recursive: true, force: true });
     }
+  });
+
+  test('without privilege: exit 1 with one line naming what it needs; warnings carry no stack', async () => {
+    // As user nobody (util-linux setpriv): nsenter and the iptables tools are refused.
+    const argv = ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, builtPath('dist/agent/main.js'), '--once',
+      '--dataplane-netns', netns.name, '--hostname', HOST, '--iptables-backend', 'nft', '--health-listen', 'none'];
+    const result = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+      const child = spawn('setpriv', argv, { env: etcd.env, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+    expect(result.code).toBe(1);
+    const last = result.stderr.trimEnd().split('\n').at(-1) ?? '';
+    expect(last).toMatch(/^calico-agent: dataplane write cannot succeed: .*not permitted.*\(calico-agent needs root, or CAP_NET_ADMIN \(and CAP_SYS_ADMIN with --dataplane-netns\)\)$/i);
+    expect(result.stderr).not.toMatch(/\\n\s+at /);
   });
 
   test('etcd unreachable: exit 1 with one line', async () => {

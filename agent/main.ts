@@ -12,13 +12,18 @@
  * logs (pino) also go to stderr, stdout carries only --dry-run output and --help.
  *
  * Stopping never flushes: the rules stay in the kernel, failing closed, until the next agent
- * adopts them.
+ * adopts them. SIGTERM/SIGINT stop promptly at any moment: before the agent has started, at once;
+ * after, it stops (etcd, loop, status) for at most STOP_DEADLINE_MS, then exits anyway (a restore
+ * already handed to the exec helper still completes there, atomically).
  */
 import { ConfigError, InfoRequest, loadConfig, type AgentConfig } from './config.js';
 import { formatPlans, runOnce, startAgent } from './agent.js';
 import { IptablesBackendError } from './dataplane/iptables-backend.js';
 import { createLogger } from './logger.js';
 import { routeProcessWarnings } from '../src/process-warnings.js';
+
+/** The longest a signal-initiated stop may take before the process exits regardless. */
+const STOP_DEADLINE_MS = 3_000;
 
 function fail(code: number, reason: string): never {
   process.stderr.write(`calico-agent: ${reason}\n`);
@@ -59,16 +64,22 @@ async function main(): Promise<void> {
     }
   }
 
-  const agent = await startAgent(config, { log }).catch((error: unknown) => fail(exitCodeOf(error), (error as Error).message.split('\n')[0]!));
+  let agent: Awaited<ReturnType<typeof startAgent>> | undefined;
   let signalled = false;
   const shutdown = (signal: NodeJS.Signals): void => {
     if (signalled) return;
     signalled = true;
     log.info({ signal }, 'signal received');
+    if (agent === undefined) process.exit(0); // still starting: nothing to stop cleanly yet
+    setTimeout(() => {
+      log.warn({ ms: STOP_DEADLINE_MS }, 'stop is taking too long; exiting now (the dataplane is left as it is)');
+      process.exit(0);
+    }, STOP_DEADLINE_MS).unref();
     void agent.stop().then(() => process.exit(0));
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+  agent = await startAgent(config, { log }).catch((error: unknown) => fail(exitCodeOf(error), (error as Error).message.split('\n')[0]!));
   try {
     await agent.fatal;
   } catch (error) {

@@ -141,6 +141,29 @@ test('etcd down: not ready after the grace period, still live, rules kept; ready
   expect((JSON.parse((await get('/status')).body) as { lastError: string | null }).lastError).toBeNull();
 });
 
+test('SIGTERM while the first etcd list hangs (etcd frozen): a clean exit within the stop deadline', async () => {
+  const other = await createNetns('daemon-stop');
+  etcd.freeze();
+  try {
+    const child = spawn(process.execPath, [AGENT, '--dataplane-netns', other.name, '--hostname', 'stop-host', '--iptables-backend', 'nft', '--health-listen', 'none'], {
+      env: etcd.env,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    // Logged once the agent handles signals and its first list is under way.
+    await until('the agent has started', async () => stderr.includes('iptables backend configured'));
+    const signalledAt = Date.now();
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(Date.now() - signalledAt).toBeLessThan(8_000);
+  } finally {
+    etcd.thaw();
+    await other.destroy();
+  }
+});
+
 test('SIGTERM stops cleanly and leaves the rules in place', async () => {
   const before = await filterTable();
   agent!.kill('SIGTERM');

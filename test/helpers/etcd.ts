@@ -23,6 +23,9 @@ export interface EtcdInstance {
   kill(hard?: boolean): Promise<void>;
   /** Starts etcd again on the same ports and data. */
   restart(): Promise<void>;
+  /** SIGSTOP: etcd still accepts connections (the kernel does) but answers nothing; `thaw()` resumes. */
+  freeze(): void;
+  thaw(): void;
   /** Stops etcd for good and deletes its data. */
   stop(): Promise<void>;
 }
@@ -147,6 +150,8 @@ export async function startEtcd(options: { tls?: EtcdTls } = {}): Promise<EtcdIn
     },
     kill,
     restart: launch,
+    freeze: () => void child?.kill('SIGSTOP'),
+    thaw: () => void child?.kill('SIGCONT'),
     stop: async () => {
       await kill(true);
       await rm(dataDir, { recursive: true, force: true });

@@ -108,11 +108,6 @@ interface Parts {
 /** Where the reconciler's endpoint statuses go (the daemon: the status reporter). */
 type StatusSink = (statuses: ReadonlyMap<string, EndpointStatus>) => void;
 
-/**
- * Builds the agent's parts. `listEarly` (the daemon) starts the syncer's list before the iptables
- * backend is detected, so the two overlap (the list needs no dataplane; nothing is programmed
- * before the reconciler exists and the list is complete).
- */
 /** What the reconciler reports to: endpoint statuses, and every pass's outcome. */
 interface PassHooks {
   onStatuses: StatusSink;
@@ -120,6 +115,11 @@ interface PassHooks {
   onFailed?: (reason: string) => void;
 }
 
+/**
+ * Builds the agent's parts. `listEarly` (the daemon) starts the syncer's list before the iptables
+ * backend is detected, so the two overlap (the list needs no dataplane; nothing is programmed
+ * before the reconciler exists and the list is complete).
+ */
 async function buildParts(config: AgentConfig, deps: AgentDeps, hooks: PassHooks, listEarly: boolean): Promise<Parts> {
   const { onStatuses } = hooks;
   const { log } = deps;

@@ -158,7 +158,7 @@ export class Syncer {
   }
   /** Why etcd is unreachable (the last failure's reason), or null while connected. */
   get unreachableReason(): string | null {
-    return this.isConnected ? null : this.unreachable;
+    return this.unreachable;
   }
   /** Keys whose values are invalid, with the reason. */
   get invalidKeys(): ReadonlyMap<string, string> {

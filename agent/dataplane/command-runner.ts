@@ -49,6 +49,11 @@ export class CommandError extends Error {
     this.aborted = fields.aborted ?? false;
   }
 
+  /** The error of a run its caller aborted (RunOptions.signal). */
+  static aborted(argv: readonly string[], input: string | undefined, stderr = ''): CommandError {
+    return new CommandError({ argv, code: null, stderr, ...(input !== undefined ? { input } : {}), kind: 'transient', reason: 'aborted', aborted: true });
+  }
+
   get transient(): boolean {
     return this.kind === 'transient';
   }
@@ -151,7 +156,7 @@ export function createCommandRunner(options: CommandRunnerOptions = {}): Command
         }
         const { signal } = runOptions;
         if (signal?.aborted) {
-          reject(new CommandError({ argv, code: null, stderr: '', input: runOptions.input, kind: 'transient', reason: 'aborted', aborted: true }));
+          reject(CommandError.aborted(argv, runOptions.input));
           return;
         }
         const started = performance.now();
@@ -191,7 +196,7 @@ export function createCommandRunner(options: CommandRunnerOptions = {}): Command
           signal?.removeEventListener('abort', onAbort);
           const stderr = Buffer.concat(err).toString('utf8');
           if (aborted) {
-            reject(new CommandError({ argv, code: null, stderr, input: runOptions.input, kind: 'transient', reason: 'aborted', aborted: true }));
+            reject(CommandError.aborted(argv, runOptions.input, stderr));
             return;
           }
           if (timedOut) {

@@ -99,7 +99,7 @@ export function createHelperRunner(options: { netns?: string } = {}): HelperRunn
       const id = nextId++;
       const { signal } = runOptions;
       if (signal?.aborted) {
-        return Promise.reject(new CommandError({ argv, code: null, stderr: '', input: runOptions.input, kind: 'transient', reason: 'aborted', aborted: true }));
+        return Promise.reject(CommandError.aborted(argv, runOptions.input));
       }
       const helper = child;
       const header = { id, argv, ...(runOptions.timeoutMs !== undefined ? { timeoutMs: runOptions.timeoutMs } : {}) };

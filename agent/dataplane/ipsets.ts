@@ -14,7 +14,7 @@ import type { KernelIpsetState } from '../../compiler/types.js';
 import { isOwnedIpset } from '../../compiler/names.js';
 import { runChecked } from './command-runner.js';
 import { detach } from '../../src/model/index.js';
-import { LINES_PER_SLICE, nextTurn } from './parse-slices.js';
+import { forEachLine } from './parse-slices.js';
 import type { IpsetSession } from './ipset-session.js';
 import type { CommandResult, CommandRunner } from './types.js';
 
@@ -42,17 +42,12 @@ export type SavedIpsets = Record<IpsetFamily, Map<string, KernelIpsetState>>;
 
 /**
  * Parses `ipset save` output once for both families, keeping only our sets. At 300k members the
- * output is ~10 MB and parsing it takes a few hundred ms of the agent's event loop, so it runs
- * in slices with a yield between them (a pass applying a change is never held up behind a
- * verification read's parse), by offsets over the text (no array of all its lines).
+ * output is ~10 MB and parsing it takes a few hundred ms of the agent's event loop, so it yields
+ * between slices of lines (parse-slices.ts).
  */
 export async function parseIpsetSaveFamilies(text: string): Promise<SavedIpsets> {
   const all = new Map<string, MutableSet>();
-  let lines = 0;
-  for (let at = 0; at < text.length; ) {
-    if (++lines % LINES_PER_SLICE === 0) await nextTurn();
-    let end = text.indexOf('\n', at);
-    if (end < 0) end = text.length;
+  await forEachLine(text, (at, end) => {
     if (text.startsWith('add ', at)) {
       const nameEnd = text.indexOf(' ', at + 4);
       const set = nameEnd < 0 || nameEnd > end ? undefined : all.get(text.slice(at + 4, nameEnd));
@@ -74,8 +69,7 @@ export async function parseIpsetSaveFamilies(text: string): Promise<SavedIpsets>
         all.set(kept, { name: kept, family: setFamily, type: detach(words[2] ?? ''), maxelem: Number(option('maxelem') ?? DEFAULT_MAXELEM), members: new Set() });
       }
     }
-    at = end + 1;
-  }
+  });
   const families: SavedIpsets = { inet: new Map(), inet6: new Map() };
   for (const [name, set] of all) families[set.family].set(name, set);
   return families;

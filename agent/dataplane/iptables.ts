@@ -15,7 +15,7 @@ import type { IpFamily, KernelTableState, TableName, BuiltinRule } from '../../c
 import { HASH_COMMENT_PREFIX, isOwnedChain } from '../../compiler/names.js';
 import { runChecked } from './command-runner.js';
 import { detach } from '../../src/model/index.js';
-import { LINES_PER_SLICE, nextTurn } from './parse-slices.js';
+import { forEachLine } from './parse-slices.js';
 import type { IptablesBackend } from './iptables-backend.js';
 import type { CommandResult, CommandRunner } from './types.js';
 
@@ -85,36 +85,31 @@ export function extractHash(ruleText: string): string | null {
 
 /**
  * Parses `iptables-save` output for one table (other tables' sections are ignored). A table of
- * ~70k rules is ~5 MB of text: it is parsed in slices with a yield between them (a pass applying
- * a change is never held up behind a verification read's parse), line by line by offsets.
+ * ~70k rules is ~5 MB of text: it yields between slices of lines (parse-slices.ts).
  */
 export async function parseIptablesSave(text: string, table: TableName): Promise<KernelTableState> {
   const hooked = new Set(HOOKED_BUILTINS[table]);
   const chains = new Map<string, (string | null)[]>();
   const builtins = new Map<string, BuiltinRule[]>();
   let inTable = false;
-  let lines = 0;
-  for (let at = 0, end = 0; at < text.length; at = end + 1) {
-    if (++lines % LINES_PER_SLICE === 0) await nextTurn();
-    end = text.indexOf('\n', at);
-    if (end < 0) end = text.length;
-    const line = text.slice(at, end).trimEnd();
+  await forEachLine(text, (start, end) => {
+    const line = text.slice(start, end).trimEnd();
     if (line.startsWith('*')) {
       inTable = line.slice(1) === table;
-      continue;
+      return;
     }
-    if (!inTable) continue;
+    if (!inTable) return;
     if (line === 'COMMIT') {
       inTable = false;
-      continue;
+      return;
     }
     if (line.startsWith(':')) {
       const name = line.slice(1).split(' ')[0] ?? '';
       if (isOwnedChain(name)) chains.set(detach(name), []);
       else if (hooked.has(name)) builtins.set(name, []);
-      continue;
+      return;
     }
-    if (!line.startsWith('-A ')) continue;
+    if (!line.startsWith('-A ')) return;
     const nameEnd = line.indexOf(' ', 3);
     const name = nameEnd < 0 ? line.slice(3) : line.slice(3, nameEnd);
     const rule = nameEnd < 0 ? '' : line.slice(nameEnd + 1);
@@ -130,7 +125,7 @@ export async function parseIptablesSave(text: string, table: TableName): Promise
       const hash = extractHash(rule);
       rules.push({ hash: hash === null ? null : detach(hash), rule: detach(rule) });
     }
-  }
+  });
   return { chains, builtins };
 }
 

@@ -7,7 +7,7 @@
  * less than its status TTL is still waited for (and named on timeout); one whose lease lapsed is
  * stale and not waited for. A command that wrote nothing has nothing to wait for.
  */
-import { readAgentStatuses, type EtcdKv } from '../datastore/index.js';
+import { readHostStatuses, type EtcdKv } from '../datastore/index.js';
 import { CliError } from './cli-errors.js';
 
 export const DEFAULT_WAIT_MS = 60_000;
@@ -36,8 +36,7 @@ function parseTimeout(text: string): number {
 export async function waitForAgents(kv: EtcdKv, revision: number, timeoutMs: number): Promise<string> {
   const started = performance.now();
   for (;;) {
-    const snapshot = await readAgentStatuses(kv);
-    const live = snapshot.hosts.filter((host) => host.alive);
+    const live = (await readHostStatuses(kv)).filter((host) => host.alive);
     const behind = live.filter((host) => (host.dataplane?.revision ?? 0) < revision);
     const seconds = ((performance.now() - started) / 1000).toFixed(3);
     if (behind.length === 0) {

@@ -31,14 +31,25 @@ const TXN_OPS = 128;
 
 const rangeOf = (prefix: string): RequestOp => ({ request_range: { key: Buffer.from(prefix), range_end: prefixEnd(prefix) } });
 
+const newestPolicyKey: RequestOp = {
+  request_range: { key: Buffer.from(V1_PREFIX), range_end: prefixEnd(V1_PREFIX), keys_only: true, limit: 1, sort_target: 'Mod', sort_order: 'Descend' },
+};
+
+/** Every host's published status, its agent's liveness, and (`calicoctl status`) the policy revision. */
 export async function readAgentStatuses(kv: EtcdKv): Promise<AgentStatusSnapshot> {
-  const first = await kv.txn({
-    compare: [],
-    success: [
-      rangeOf(DATAPLANE_STATUS_PREFIX),
-      { request_range: { key: Buffer.from(V1_PREFIX), range_end: prefixEnd(V1_PREFIX), keys_only: true, limit: 1, sort_target: 'Mod', sort_order: 'Descend' } },
-    ],
-  });
+  return readStatuses(kv, true);
+}
+
+/**
+ * The hosts alone (`--wait`, which polls: the newest-policy-key lookup sorts every key under
+ * `/calico/v1/` on the server, too much to repeat every few ms).
+ */
+export async function readHostStatuses(kv: EtcdKv): Promise<HostAgentStatus[]> {
+  return (await readStatuses(kv, false)).hosts;
+}
+
+async function readStatuses(kv: EtcdKv, withPolicyRevision: boolean): Promise<AgentStatusSnapshot> {
+  const first = await kv.txn({ compare: [], success: [rangeOf(DATAPLANE_STATUS_PREFIX), ...(withPolicyRevision ? [newestPolicyKey] : [])] });
   const revision = Number(first.header.revision);
   const published = (first.responses[0]?.response_range?.kvs ?? []).map((kv) => ({
     host: kv.key.toString().slice(DATAPLANE_STATUS_PREFIX.length),

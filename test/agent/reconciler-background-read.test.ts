@@ -100,7 +100,7 @@ class SlowSaveRunner implements CommandRunner {
       if (this.delayMs > 0) await sleep(this.delayMs);
       if (this.abortable && signal) {
         const aborted = new Promise<never>((_, reject) => {
-          const fail = () => reject(new CommandError({ argv, code: null, stderr: '', kind: 'transient', reason: 'aborted', aborted: true }));
+          const fail = () => reject(CommandError.aborted(argv, undefined));
           if (signal.aborted) fail();
           else signal.addEventListener('abort', fail, { once: true });
         });

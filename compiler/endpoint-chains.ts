@@ -20,6 +20,25 @@ import { endpointChainName, profileChainName, type Direction } from './names.js'
 import { memberForm } from './tag-ipsets.js';
 import type { ChainSpec } from './types.js';
 
+const PROFILE_ACCEPTED_COMMENT = 'Profile accepted packet';
+const INCORRECT_SOURCE_MAC_COMMENT = 'Incorrect source MAC';
+const INCORRECT_SOURCE_IP_COMMENT = 'Incorrect source IP';
+const missingProfileComment = (id: string): string => `Profile ${id} is missing or invalid: drop`;
+const inactiveEndpointComment = (endpointId: string): string => `Endpoint ${endpointId} is inactive`;
+const noProfileMatchedComment = (endpointId: string): string => `Packet did not match any profile (endpoint ${endpointId})`;
+
+/** Why an endpoint chain's DROP rule drops, from its comment (undefined: not an endpoint-chain drop). */
+export type EndpointDropReason = 'anti-spoofing' | 'missing-profile' | 'inactive-endpoint' | 'default-deny';
+
+/** Prefix tests only: a comment may be cut at the kernel's 255 characters. */
+export function endpointDropReason(commentText: string): EndpointDropReason | undefined {
+  if (commentText === INCORRECT_SOURCE_MAC_COMMENT || commentText === INCORRECT_SOURCE_IP_COMMENT) return 'anti-spoofing';
+  if (commentText.startsWith('Packet did not match any profile')) return 'default-deny';
+  if (commentText.startsWith('Endpoint ')) return 'inactive-endpoint';
+  if (commentText.startsWith('Profile ') && commentText !== PROFILE_ACCEPTED_COMMENT) return 'missing-profile';
+  return undefined;
+}
+
 export interface EndpointChains {
   inbound: ChainSpec;
   outbound: ChainSpec;
@@ -34,14 +53,14 @@ function profileJumps(
   const bodies: string[] = [];
   for (const profileId of input.endpoint.profile_ids) {
     if (!hasProfile(profileId)) {
-      bodies.push(join(comment(`Profile ${profileId} is missing or invalid: drop`), '--jump DROP'));
+      bodies.push(join(comment(missingProfileComment(profileId)), '--jump DROP'));
       return bodies;
     }
     bodies.push(`--jump ${profileChainName(profileId, direction)}`);
-    bodies.push(join(`--match mark --mark ${mark}/${mark}`, comment('Profile accepted packet'), '--jump RETURN'));
+    bodies.push(join(`--match mark --mark ${mark}/${mark}`, comment(PROFILE_ACCEPTED_COMMENT), '--jump RETURN'));
   }
   bodies.push(
-    join(comment(`Packet did not match any profile (endpoint ${input.ref.endpointId})`), '--jump DROP'),
+    join(comment(noProfileMatchedComment(input.ref.endpointId)), '--jump DROP'),
   );
   return bodies;
 }
@@ -56,7 +75,7 @@ export function renderEndpointChains(
   const inboundName = endpointChainName(iface, 'inbound');
   const outboundName = endpointChainName(iface, 'outbound');
   if (input.endpoint.state !== 'active') {
-    const drop = [join(comment(`Endpoint ${input.ref.endpointId} is inactive`), '--jump DROP')];
+    const drop = [join(comment(inactiveEndpointComment(input.ref.endpointId)), '--jump DROP')];
     return { inbound: buildChain(inboundName, drop), outbound: buildChain(outboundName, drop) };
   }
   const mark = hex(markBit);
@@ -65,12 +84,12 @@ export function renderEndpointChains(
   const outbound: string[] = [clearMark];
   if (input.endpoint.mac !== undefined) {
     outbound.push(
-      join(`--match mac ! --mac-source ${input.endpoint.mac}`, comment('Incorrect source MAC'), '--jump DROP'),
+      join(`--match mac ! --mac-source ${input.endpoint.mac}`, comment(INCORRECT_SOURCE_MAC_COMMENT), '--jump DROP'),
     );
   }
   const nets = family === 4 ? input.endpoint.ipv4_nets : input.endpoint.ipv6_nets;
   for (const net of nets) outbound.push(`--source ${memberForm(net)} --jump MARK --set-mark ${mark}/${mark}`);
-  outbound.push(join(`--match mark --mark 0/${mark}`, comment('Incorrect source IP'), '--jump DROP'));
+  outbound.push(join(`--match mark --mark 0/${mark}`, comment(INCORRECT_SOURCE_IP_COMMENT), '--jump DROP'));
   outbound.push(clearMark);
   outbound.push(...profileJumps(input, 'outbound', mark, hasProfile));
 

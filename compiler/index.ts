@@ -1,7 +1,7 @@
 /**
  * The pure policy compiler for one host: per-key deltas → desired chains and sets and what
  * changed (CalcGraph); Snapshot → DataplaneSpec (compile, the graph's oracle); restore text
- * (plan.ts). Imports only the data model; no I/O, clocks or environment.
+ * (plan.ts); a packet walked through a compiled dataplane (packet-eval.ts, trace.ts). Imports only the data model; no I/O, clocks or environment.
  */
 export { CalcGraph, type DesiredFamily, type DesiredIpset, type FamilyChanges, type GraphChanges } from './calc-graph.js';
 export { compile } from './compile.js';
@@ -21,4 +21,18 @@ export {
   type IpsetContent,
 } from './plan.js';
 export * from './names.js';
+export { PacketWalker, protocolNumber, UnsupportedRuleError, type Hop, type TracedPacket, type WalkResult, type WalkStep } from './packet-eval.js';
+export { renderProfileChain } from './profile-chains.js';
+export {
+  partyOf,
+  resolveParty,
+  traceFamily,
+  TraceInputError,
+  tracePacket,
+  type ClusterSnapshot,
+  type ProfileVisit,
+  type SideTrace,
+  type TraceParty,
+  type TraceResult,
+} from './trace.js';
 export type * from './types.js';

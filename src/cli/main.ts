@@ -43,6 +43,11 @@ const COMMANDS: readonly CommandEntry[] = [
     load: async () => (await import('./status-command.js')).runStatus,
   },
   {
+    name: 'policy',
+    synopsis: 'calicoctl policy trace --from=<SRC> --to=<DST> [...]  Show which rule decides a packet.',
+    load: async () => (await import('./policy-command.js')).runPolicy,
+  },
+  {
     name: 'workload',
     synopsis: 'calicoctl workload <subcommand> [<args>...]  Attach a network namespace as a workload; detach it.',
     load: async () => (await import('./workload-command.js')).runWorkload,

@@ -33,6 +33,7 @@ import {
   PROFILES_PREFIX,
   rulesSchema,
   decodeEndpoint,
+  decodeEntry,
   type Endpoint,
   type EndpointRef,
   type Rules,
@@ -67,6 +68,14 @@ export interface StoredEndpoint {
   endpoint?: Endpoint;
   invalidReason?: string;
   modRevision: string;
+}
+
+export interface PolicyContents {
+  revision: number;
+  profiles: Map<string, { rules?: Rules; tags?: Tags }>;
+  /** By etcd key. */
+  endpoints: Map<string, { ref: EndpointRef; endpoint: Endpoint }>;
+  invalidKeys: number;
 }
 
 export interface UpdateResult {
@@ -272,6 +281,31 @@ export class CalicoStore {
       this.checkTags(name, next);
       return encodeTags(next);
     });
+  }
+
+  /**
+   * Every profile and endpoint at one etcd revision (one transaction), decoded exactly as the
+   * agent decodes them: an invalid value is absent (a profile without valid rules has none), as
+   * the agent's fail-closed view has it; `invalidKeys` counts them.
+   */
+  async readPolicy(): Promise<PolicyContents> {
+    const response = await this.txn([], [rangeOp(PROFILES_PREFIX), rangeOp(HOSTS_PREFIX)]);
+    const contents: PolicyContents = { revision: Number(response.header.revision), profiles: new Map(), endpoints: new Map(), invalidKeys: 0 };
+    for (const result of response.responses) {
+      for (const { key, value } of (result.response_range?.kvs ?? []).map(toKv)) {
+        const decoded = decodeEntry(key, value);
+        if (decoded.ok === 'ignored') continue;
+        if (decoded.ok === false) {
+          contents.invalidKeys++;
+          continue;
+        }
+        const { entry } = decoded;
+        if (entry.kind === 'endpoint') contents.endpoints.set(key, { ref: entry.ref, endpoint: entry.endpoint });
+        else if (entry.kind === 'profileRules') contents.profiles.set(entry.profile, { ...contents.profiles.get(entry.profile), rules: entry.rules });
+        else if (entry.kind === 'profileTags') contents.profiles.set(entry.profile, { ...contents.profiles.get(entry.profile), tags: entry.tags });
+      }
+    }
+    return contents;
   }
 
   // ---- endpoints -----------------------------------------------------------------------------

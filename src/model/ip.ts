@@ -186,3 +186,16 @@ export function canonicalMac(text: string): string | undefined {
   const m = MAC_RE.exec(text);
   return m ? m.slice(1).join(':').toLowerCase() : undefined;
 }
+
+/** Whether the address `ip` lies inside `cidr` (a bare address is its host prefix); false across families. */
+export function cidrContains(cidr: string, ip: string): boolean {
+  const net = parseCidr(cidr);
+  const address = parseIp(ip);
+  if (!net || !address || net.version !== address.version) return false;
+  for (let bit = 0; bit < net.prefix; bit += 8) {
+    const bits = Math.min(8, net.prefix - bit);
+    const mask = (0xff << (8 - bits)) & 0xff;
+    if ((net.bytes[bit / 8]! & mask) !== (address.bytes[bit / 8]! & mask)) return false;
+  }
+  return true;
+}

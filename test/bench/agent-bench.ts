@@ -27,6 +27,7 @@
  * `bench-host`, REMOTE endpoints on 100 other hosts, PROFILES profiles of RULES rules (60 %
  * inbound), TAGS tags (profile i carries tag-(i mod TAGS)), ITERATIONS per latency phase, BURST
  * updates, BACKENDS (`auto`, `nft`, `legacy`, comma-separated), POLL_MS between /status polls,
+ * AGENT_ARGS and AGENT_NODE_ARGS (extra agent and Node.js flags), AGENT_LOG (a file for its log),
  * IFACES=1 to create the local endpoints' interfaces (dummy links) so the agent's per-interface
  * plumbing runs instead of skipping missing interfaces.
  *
@@ -92,6 +93,8 @@ const GAP_MS = (() => {
 })();
 /** Extra agent flags, space-separated (e.g. `--min-apply-interval=10ms --log-level=debug`). */
 const AGENT_ARGS = setting('AGENT_ARGS', '').split(/\s+/).filter((a) => a !== '');
+/** Extra Node.js flags for the agent process, space-separated (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
+const AGENT_NODE_ARGS = setting('AGENT_NODE_ARGS', '').split(/\s+/).filter((a) => a !== '');
 /** When set, every agent's stderr (pino JSON lines) is appended to this file, for diagnosis. */
 const AGENT_LOG = setting('AGENT_LOG', '');
 const BACKENDS = setting('BACKENDS', 'auto')
@@ -273,6 +276,7 @@ const liveAgents = new Set<ChildProcess>();
 async function startAgentProcess(etcd: EtcdInstance, ns: Netns, backend: string): Promise<RunningAgent> {
   const port = await freePort();
   const args = [
+    ...AGENT_NODE_ARGS,
     AGENT,
     `--hostname=${HOST}`,
     `--dataplane-netns=${ns.name}`,

@@ -23,6 +23,7 @@ import type { AgentConfig } from './config.js';
 import { startHttpServer, type HttpServerHandle } from './http-server.js';
 import type { Logger } from './logger.js';
 import { createAgentMetrics, type AgentMetrics } from './metrics.js';
+import { RuleCounterMetrics } from './rule-counters.js';
 import type { EndpointStatus } from './endpoint-plumber.js';
 import { Reconciler, type ApplyReport } from './reconciler.js';
 import { StatusReporter } from './status.js';
@@ -157,6 +158,7 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, hooks: PassHooks
     backend.source === 'configured' ? 'iptables backend configured' : `iptables backend detected (${backend.reason})`,
   );
   const families: IpFamily[] = config.ipv6 ? [4, 6] : [4];
+  const ruleCounters = new RuleCounterMetrics(graph, metrics.registry);
   const ipsets = createIpsetIo(runner, ipsetSession);
   const dataplanes = families.map((family) => createFamilyDataplane({ runner, family, backend, ipsets }));
   reconciler = new Reconciler({
@@ -174,6 +176,7 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, hooks: PassHooks
     },
     onFailed: hooks.onFailed,
     onEndpointStatuses: onStatuses,
+    onKernelRead: (family, state) => ruleCounters.update(family, state.tables.filter.counters ?? new Map()),
   });
   const status = new StatusReporter({
     client,

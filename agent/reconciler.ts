@@ -132,6 +132,8 @@ export interface ReconcilerOptions {
   onFailed?: (reason: string) => void;
   /** Called when a background plumbing run changed what is known of the endpoints' statuses. */
   onEndpointStatuses?: (statuses: ReadonlyMap<string, EndpointStatus>) => void;
+  /** Called with every kernel read-back of a family (per-rule counters). */
+  onKernelRead?: (family: IpFamily, state: KernelFamilyState) => void;
   /** Time source for scheduling, backoff and latency (default: the system's monotonic clock). */
   clock?: Clock;
 }
@@ -165,8 +167,8 @@ interface FamilyWriters {
 
 export class Reconciler {
   private readonly opts: Required<
-    Omit<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'onFailed' | 'onEndpointStatuses' | 'clock'>
-  > & Pick<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'onFailed' | 'onEndpointStatuses'>;
+    Omit<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'onFailed' | 'onEndpointStatuses' | 'onKernelRead' | 'clock'>
+  > & Pick<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'onFailed' | 'onEndpointStatuses' | 'onKernelRead'>;
   private readonly clock: Clock;
   /** When passes and verification reads run (min interval, coalescing, timed retries). */
   private readonly scheduler: Scheduler;
@@ -643,6 +645,7 @@ export class Reconciler {
     try {
       const state = await dataplane.read(signal ? { signal } : {});
       this.opts.metrics?.readbackCalls.inc({ tool: 'save', family, result: 'ok' });
+      this.opts.onKernelRead?.(dataplane.family, state);
       return state;
     } catch (error) {
       const aborted = error instanceof CommandError && error.aborted;

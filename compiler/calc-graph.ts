@@ -33,7 +33,7 @@ import { duplicateInterface, ipsetTooLarge, missingProfile, prefixlessEndpoint, 
 import { renderDispatchChains } from './dispatch-chains.js';
 import { renderEndpointChains, type EndpointChains } from './endpoint-chains.js';
 import { renderGlobalChains, type GlobalChains } from './global-chains.js';
-import { endpointChainName, tagIpsetName } from './names.js';
+import { endpointChainName, tagIpsetName, type Direction } from './names.js';
 import { sameHashes } from './plan.js';
 import { renderProfileChain, type RenderedProfileChain } from './profile-chains.js';
 import { ipsetMaxelem, memberForm } from './tag-ipsets.js';
@@ -115,6 +115,11 @@ export interface GraphChanges {
 }
 
 /** A set as the writers read it. */
+/** What a counted kernel rule stands for (CalcGraph.forEachCountedRule). */
+export type CountedRule =
+  | { kind: 'profile-rule'; profile: string; direction: Direction; /** 1-based */ rule: number; action: 'allow' | 'deny' }
+  | { kind: 'endpoint-drop'; endpoint: string; direction: Direction };
+
 export interface DesiredIpset {
   readonly name: string;
   readonly family: 'inet' | 'inet6';
@@ -377,6 +382,34 @@ export class CalcGraph {
   localEndpoints(): ReadonlyMap<string, EndpointInput> {
     this.localView ??= new Map([...this.winners.keys()].sort().map((iface) => [iface, this.winners.get(iface)!.input] as const));
     return this.localView;
+  }
+
+  /**
+   * The rules whose kernel counters the agent exports, by rule hash (as applied; call after
+   * takeChanges): each rule of an active profile's chains that renders a profile rule, and the
+   * final DROP of each local endpoint chain (nothing allowed the packet: default deny, missing
+   * profile, inactive endpoint). A profile rule split into several chain rules is visited once
+   * per chain rule, with the same label.
+   */
+  forEachCountedRule(family: IpVersion, visit: (hash: string, rule: CountedRule) => void): void {
+    for (const [id, pairs] of this.active) {
+      const rules = this.rules.get(id);
+      for (const [direction, { chain, origins }] of [['inbound', pairs[family][0]], ['outbound', pairs[family][1]]] as const) {
+        const list = direction === 'inbound' ? rules?.inbound_rules : rules?.outbound_rules;
+        chain.hashes.forEach((hash, index) => {
+          const origin = origins[index];
+          if (origin === null || origin === undefined) return;
+          visit(hash, { kind: 'profile-rule', profile: id, direction, rule: origin + 1, action: list?.[origin]?.action ?? 'allow' });
+        });
+      }
+    }
+    const filter = this.families[family].tables.filter;
+    for (const [iface, { input }] of this.winners) {
+      for (const direction of ['inbound', 'outbound'] as const) {
+        const hash = filter.get(endpointChainName(iface, direction))?.hashes.at(-1);
+        if (hash !== undefined) visit(hash, { kind: 'endpoint-drop', endpoint: input.ref.endpointId, direction });
+      }
+    }
   }
 
   /** Profiles with rules or tags (or both). */

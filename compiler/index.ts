@@ -3,7 +3,7 @@
  * changed (CalcGraph); Snapshot → DataplaneSpec (compile, the graph's oracle); restore text
  * (plan.ts); a packet walked through a compiled dataplane (packet-eval.ts, trace.ts). Imports only the data model; no I/O, clocks or environment.
  */
-export { CalcGraph, type DesiredFamily, type DesiredIpset, type FamilyChanges, type GraphChanges } from './calc-graph.js';
+export { CalcGraph, type CountedRule, type DesiredFamily, type DesiredIpset, type FamilyChanges, type GraphChanges } from './calc-graph.js';
 export { compile } from './compile.js';
 export { defaultCompilerConfig } from './config.js';
 export {

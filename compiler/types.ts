@@ -114,6 +114,13 @@ export interface KernelTableState {
   chains: ReadonlyMap<string, readonly (string | null)[]>;
   /** Built-in chains we hook (INPUT, FORWARD, OUTPUT, PREROUTING): every rule in order. */
   builtins: ReadonlyMap<string, readonly BuiltinRule[]>;
+  /** Kernel counters of our rules that matched at least one packet, by rule hash (when read). */
+  counters?: ReadonlyMap<string, RuleCounter>;
+}
+
+export interface RuleCounter {
+  packets: number;
+  bytes: number;
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
- * Reads and writes one iptables table of one family: `ip[6]tables-save -t <table>` parsed into a
- * KernelTableState, and `ip[6]tables-restore --noflush` fed restore text.
+ * Reads and writes one iptables table of one family: `ip[6]tables-save -c -t <table>` parsed into
+ * a KernelTableState (with the packet counters of our rules), and `ip[6]tables-restore --noflush`
+ * fed restore text.
  *
  * Invariants:
  * - The reader never interprets rule text beyond the hash comment (Felix design goal: rules do not
@@ -11,7 +12,7 @@
  * - Chains are reported even when empty (declared by `:<chain> …`).
  * - Restores never flush the table (`--noflush`) and wait for the xtables lock (`--wait=10`).
  */
-import type { IpFamily, KernelTableState, TableName, BuiltinRule } from '../../compiler/types.js';
+import type { IpFamily, KernelTableState, TableName, BuiltinRule, RuleCounter } from '../../compiler/types.js';
 import { HASH_COMMENT_PREFIX, isOwnedChain } from '../../compiler/names.js';
 import { runChecked } from './command-runner.js';
 import { detach } from '../../src/model/index.js';
@@ -84,13 +85,15 @@ export function extractHash(ruleText: string): string | null {
 }
 
 /**
- * Parses `iptables-save` output for one table (other tables' sections are ignored). A table of
- * ~70k rules is ~5 MB of text: it yields between slices of lines (parse-slices.ts).
+ * Parses `iptables-save` output for one table (other tables' sections are ignored), with or
+ * without `-c` counters; the counters of our rules that matched any packet are kept by hash. A
+ * table of ~70k rules is ~5 MB of text: it yields between slices of lines (parse-slices.ts).
  */
 export async function parseIptablesSave(text: string, table: TableName): Promise<KernelTableState> {
   const hooked = new Set(HOOKED_BUILTINS[table]);
   const chains = new Map<string, (string | null)[]>();
   const builtins = new Map<string, BuiltinRule[]>();
+  const counters = new Map<string, RuleCounter>();
   let inTable = false;
   await forEachLine(text, (start, end) => {
     const line = text.slice(start, end).trimEnd();
@@ -109,16 +112,29 @@ export async function parseIptablesSave(text: string, table: TableName): Promise
       else if (hooked.has(name)) builtins.set(name, []);
       return;
     }
-    if (!line.startsWith('-A ')) return;
-    const nameEnd = line.indexOf(' ', 3);
-    const name = nameEnd < 0 ? line.slice(3) : line.slice(3, nameEnd);
-    const rule = nameEnd < 0 ? '' : line.slice(nameEnd + 1);
+    // With `-c`, a rule line starts with its counters: `[packets:bytes] -A …`.
+    let ruleLine = line;
+    let packets = 0;
+    let bytes = 0;
+    if (line.startsWith('[')) {
+      const close = line.indexOf('] ');
+      const colon = line.indexOf(':');
+      if (close < 0 || colon < 0 || colon > close) return;
+      packets = Number(line.slice(1, colon));
+      bytes = Number(line.slice(colon + 1, close));
+      ruleLine = line.slice(close + 2);
+    }
+    if (!ruleLine.startsWith('-A ')) return;
+    const nameEnd = ruleLine.indexOf(' ', 3);
+    const name = nameEnd < 0 ? ruleLine.slice(3) : ruleLine.slice(3, nameEnd);
+    const rule = nameEnd < 0 ? '' : ruleLine.slice(nameEnd + 1);
     // What is kept is detached from the save output (detach.ts), which is then freed.
     if (isOwnedChain(name)) {
       let hashes = chains.get(name);
       if (!hashes) chains.set(detach(name), (hashes = []));
       const hash = extractHash(rule);
       hashes.push(hash === null ? null : detach(hash));
+      if (hash !== null && packets > 0) counters.set(detach(hash), { packets, bytes });
     } else if (hooked.has(name)) {
       let rules = builtins.get(name);
       if (!rules) builtins.set(name, (rules = []));
@@ -126,7 +142,7 @@ export async function parseIptablesSave(text: string, table: TableName): Promise
       rules.push({ hash: hash === null ? null : detach(hash), rule: detach(rule) });
     }
   });
-  return { chains, builtins };
+  return { chains, builtins, counters };
 }
 
 export interface TableIo {
@@ -139,7 +155,7 @@ export interface TableIo {
 export function createTableIo(runner: CommandRunner, backend: IptablesBackend): TableIo {
   return {
     async readTable(family, table, signal) {
-      const result = await runChecked(runner, [backend.binaries[family].save, '-t', table], signal ? { signal } : {});
+      const result = await runChecked(runner, [backend.binaries[family].save, '-c', '-t', table], signal ? { signal } : {});
       return { state: await parseIptablesSave(result.stdout, table), result };
     },
     async restore(family, table, input) {

@@ -20,6 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { freePort } from '../helpers/etcd.js';
 import type { Netns } from '../helpers/netns.js';
 import { AGENT, type Family, type Lab, type LabAgent, type LabHost, type LabWorkload } from '../lab/lab.js';
+import { traceDisagreements } from '../lab/trace-checks.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -113,15 +114,34 @@ function describeCheck(check: Check): string {
   return `${check.from} → ${check.to} tcp${check.family === 6 ? '6' : ''}/${check.port}`;
 }
 
-/** Probes every check (in parallel; the lab serialises per listener) and lists the wrong ones. */
-export async function wrongChecks(lab: Lab, workloads: ReadonlyMap<string, LabWorkload>, checks: readonly Check[]): Promise<string[]> {
+/**
+ * Probes every check (in parallel; the lab serialises per listener) and lists the wrong ones.
+ * When all are right and etcd is up (`trace`, default true), each is also traced with
+ * `calicoctl policy trace`, and a trace verdict other than the packet's is listed too.
+ */
+export async function wrongChecks(
+  lab: Lab,
+  workloads: ReadonlyMap<string, LabWorkload>,
+  checks: readonly Check[],
+  options: { trace?: boolean } = {},
+): Promise<string[]> {
   const results = await Promise.all(
     checks.map(async (check) => {
       const observed = await lab.tcp(workload(workloads, check.from), workload(workloads, check.to), check.port, check.family ?? 4);
       return observed === check.allowed ? undefined : `${describeCheck(check)}: expected ${check.allowed ? 'allowed' : 'denied'}, was ${observed ? 'allowed' : 'denied'}`;
     }),
   );
-  return results.filter((line): line is string => line !== undefined);
+  const wrong = results.filter((line): line is string => line !== undefined);
+  if (wrong.length > 0 || options.trace === false) return wrong;
+  const probes = checks.map((check) => ({
+    from: workload(workloads, check.from),
+    to: workload(workloads, check.to),
+    probe: check.port,
+    family: check.family ?? 4,
+    allowed: check.allowed,
+    label: describeCheck(check),
+  }));
+  return traceDisagreements(lab, probes);
 }
 
 export function workload(workloads: ReadonlyMap<string, LabWorkload>, name: string): LabWorkload {
@@ -304,6 +324,15 @@ export function metricSum(text: string, name: string, labels: Record<string, str
     if (Object.entries(labels).every(([key, value]) => sampleLabels.includes(`${key}="${value}"`))) sum += Number(match[3]);
   }
   return sum;
+}
+
+/** Polls `check` (a failing check counts as false) until it holds; throws after `timeoutMs`. */
+export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
 }
 
 export async function metrics(agent: LabAgent): Promise<string> {

@@ -81,6 +81,23 @@ describe('parseIptablesSave', () => {
     expect(state.chains.get('cali-big')).toEqual(rules.map((_, i) => `h${i}`));
   });
 
+  it('reads `-c` output: counters stripped from the rule text, those of our rules that matched kept by hash', async () => {
+    const counted = [
+      '*filter',
+      ':FORWARD DROP [0:0]',
+      ':cali-x - [0:0]',
+      '[7:420] -A FORWARD -m comment --comment "cali:h" -j cali-x',
+      '[12:3456] -A cali-x -m comment --comment "cali:1" -j ACCEPT',
+      '[0:0] -A cali-x -m comment --comment "cali:2" -j DROP',
+      '[5:300] -A cali-x -j DROP',
+      'COMMIT',
+    ].join('\n');
+    const state = await parseIptablesSave(counted, 'filter');
+    expect(state.chains.get('cali-x')).toEqual(['1', '2', null]);
+    expect(state.builtins.get('FORWARD')).toEqual([{ hash: 'h', rule: '-m comment --comment "cali:h" -j cali-x' }]);
+    expect(Object.fromEntries(state.counters!)).toEqual({ '1': { packets: 12, bytes: 3456 } });
+  });
+
   it('returns empty state for a table that is absent', async () => {
     const state = await parseIptablesSave('*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n', 'raw');
     expect(state.chains.size).toBe(0);

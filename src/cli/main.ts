@@ -44,7 +44,7 @@ const COMMANDS: readonly CommandEntry[] = [
   },
   {
     name: 'policy',
-    synopsis: 'calicoctl policy trace --from=<SRC> --to=<DST> [...]  Show which rule decides a packet.',
+    synopsis: 'calicoctl policy trace --from=SRC --to=DST   Show which rule decides a packet, and why.',
     load: async () => (await import('./policy-command.js')).runPolicy,
   },
   {

@@ -10,14 +10,15 @@ import type { CountedRule } from '../../compiler/index.js';
 import { graphOf, profile, webAppSnapshot } from '../compiler/fixtures.js';
 
 function setUp() {
-  const snapshot = webAppSnapshot();
+  const base = webAppSnapshot();
   // WEB gains a rule with 20 ports: two multiport chunks, two chain rules, one profile rule.
   const many = Array.from({ length: 20 }, (_, i) => 1000 + i);
-  snapshot.profiles.set('WEB', profile({
+  const profiles = new Map(base.profiles);
+  profiles.set('WEB', profile({
     inbound_rules: [{ action: 'allow', protocol: 'tcp', dst_ports: [80, 443] }, { action: 'deny', protocol: 'tcp', dst_ports: many }],
     outbound_rules: [{ action: 'allow' }],
   }, ['WEB']));
-  const graph = graphOf(snapshot);
+  const graph = graphOf({ ...base, profiles });
   graph.takeChanges();
   const registry = new Registry();
   const counters = new RuleCounterMetrics(graph, registry);

@@ -11,6 +11,7 @@ import { workloadIdentity } from '../../src/cli/workload-command.js';
 import { createLab, type Lab, type LabWorkload } from '../lab/lab.js';
 import { describeCheck, probe, runStep, setUpScenario, STEPS, type CheckResult, type CommandResult } from '../lab/scenario.js';
 import { traceDisagreements } from '../lab/trace-checks.js';
+import { dashboardExpressions, exposedMetrics, queriedMetrics } from '../deploy/dashboard-metrics.js';
 import { metrics, metricSum, until } from './fault-lab.js';
 
 let lab: Lab;
@@ -93,6 +94,13 @@ describe('WEB/APP walkthrough (seed 002/004) with real packets', () => {
     expect(value(after, packets, rule(3))).toBe(value(baseline, packets, rule(3)));
     expect(value(after, packets, { profile: 'APP', direction: 'inbound' })).toBe(value(baseline, packets, { profile: 'APP', direction: 'inbound' }));
     expect(value(after, 'calico_agent_endpoint_dropped_packets_total', { endpoint: app2 })).toBe(value(baseline, 'calico_agent_endpoint_dropped_packets_total', { endpoint: app2 }));
+  });
+
+  test('the Grafana dashboard queries only metrics a running agent serves', async () => {
+    const exposed = exposedMetrics(await metrics(lab.hosts.B.agent));
+    const queried = new Set(dashboardExpressions().flatMap(queriedMetrics));
+    expect(queried.size).toBeGreaterThan(15);
+    expect([...queried].filter((name) => !exposed.has(name))).toEqual([]);
   });
 
   test('workload remove: the interface and its rules go, other workloads keep working', async () => {

@@ -25,6 +25,9 @@ beforeAll(async () => {
   await fixture.store.putEndpoint(ep('host1', 'web1'), { state: 'active', name: 'caliweb1', mac: 'ee:ee:ee:00:00:01', profile_ids: ['WEB'], ipv4_nets: ['192.0.2.10/32'], ipv6_nets: ['2001:db8::10/128'] });
   await fixture.store.putEndpoint(ep('host2', 'app1'), { state: 'active', name: 'caliapp1', profile_ids: ['APP'], ipv4_nets: ['192.0.2.20/32'], ipv6_nets: [] });
   await fixture.store.putEndpoint(ep('host2', 'db1'), { state: 'active', name: 'calidb1', profile_ids: ['GONE', 'APP'], ipv4_nets: ['192.0.2.30/32'], ipv6_nets: [] });
+  // Two endpoints (on different hosts) claiming one address.
+  await fixture.store.putEndpoint(ep('host1', 'twin1'), { state: 'active', name: 'calitwin1', profile_ids: ['APP'], ipv4_nets: ['192.0.2.99/32'], ipv6_nets: [] });
+  await fixture.store.putEndpoint(ep('host2', 'twin2'), { state: 'active', name: 'calitwin2', profile_ids: ['APP'], ipv4_nets: ['192.0.2.99/32'], ipv6_nets: [] });
 });
 
 describe('policy trace', () => {
@@ -76,6 +79,7 @@ describe('policy trace', () => {
   test.each([
     ['policy trace --from nobody --to web1', 'source nobody is neither an IP address nor a known endpoint or workload id'],
     ['policy trace --from 192.0.2.10 --to 2001:db8::10', 'source and destination are of different IP versions'],
+    ['policy trace --from web1 --to 192.0.2.99', 'destination 192.0.2.99 is ambiguous: it belongs to 2 endpoints (twin1, twin2)'],
     ['policy trace --from web1 --to app1 --port 80', '--port and --source-port need --protocol tcp or udp'],
     ['policy trace --from web1 --to app1 --protocol tcp', '--protocol tcp needs --port'],
     ['policy trace --from web1 --to app1 --protocol gre', '--protocol: expected one of tcp, udp, icmp, icmpv6, got "gre"'],

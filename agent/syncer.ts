@@ -27,11 +27,16 @@
  * - Keys outside the model (config, pools, other hosts' junk) are ignored.
  */
 import { performance } from 'node:perf_hooks';
-import { Range, type Etcd3, type IWatchResponse } from 'etcd3';
+import { GRPCResourceExhastedError, Range, type Etcd3, type IRangeResponse, type IWatchResponse } from 'etcd3';
 import type { EndpointInput } from '../compiler/types.js';
 import { READY_KEY, V1_PREFIX, decodeEntry, parseKey, type KeyRef, type Rules, type Tags } from '../src/model/index.js';
 import type { Logger } from './logger.js';
 import type { AgentMetrics } from './metrics.js';
+
+/** A list page carries about this many bytes of keys and values (the count adapts to it). */
+const PAGE_BYTES = 8 * 1024 * 1024;
+
+type ListPage = IRangeResponse;
 
 /** What changed, for latency accounting: the etcd revision and when we received it. */
 export interface SyncerChange {
@@ -280,10 +285,33 @@ export class Syncer {
     this.metrics?.resyncs.inc({ reason });
     const firstSync = !this.synced;
     const prefixRange = Range.prefix(V1_PREFIX);
-    const fetchPage = (start: Buffer, revision: string | undefined) => {
-      let builder = this.client.getAll().inRange({ start, end: prefixRange.end }).limit(this.pageSize);
+    const fetchPage = (start: Buffer, revision: string | undefined, count: number) => {
+      let builder = this.client.getAll().inRange({ start, end: prefixRange.end }).limit(count);
       if (revision !== undefined) builder = builder.revision(revision);
       return withTimeout(builder.exec(), this.requestTimeoutMs, 'etcd list');
+    };
+    /** The next key alone, without its value. */
+    const fetchKey = (start: Buffer, revision: string | undefined) =>
+      withTimeout(
+        this.client.kv.range({ key: start, range_end: prefixRange.end, limit: 1, keys_only: true, ...(revision !== undefined ? { revision } : {}) }),
+        this.requestTimeoutMs,
+        'etcd list',
+      );
+    // Pages are bounded by count and, adaptively, by bytes: the next page's count is scaled so
+    // that it carries about PAGE_BYTES. A page etcd cannot send (larger than the client's receive
+    // limit) is asked for again at half the count, down to one key; a single value that still
+    // does not fit is listed by its key alone and treated as invalid.
+    let count = this.pageSize;
+    const fetchBounded = async (start: Buffer, revision: string | undefined): Promise<{ page: ListPage; oversized: boolean }> => {
+      for (;;) {
+        try {
+          return { page: await fetchPage(start, revision, count), oversized: false };
+        } catch (error) {
+          if (!(error instanceof GRPCResourceExhastedError)) throw error;
+          if (count === 1) return { page: await fetchKey(start, revision), oversized: true };
+          count = Math.max(1, Math.floor(count / 2));
+        }
+      }
     };
     // A failed list must leave the view untouched: a re-list's updates are held until it is whole.
     const held: DatastoreUpdate[] = [];
@@ -291,11 +319,15 @@ export class Syncer {
     let readyListed = false;
     let keys = 0;
     let revision: string | undefined;
-    let page = await fetchPage(prefixRange.start, undefined);
+    let fetched = await fetchBounded(prefixRange.start, undefined);
     for (;;) {
+      const { page, oversized } = fetched;
       revision ??= page.header.revision;
       const last = page.kvs[page.kvs.length - 1];
-      const next = page.more && last ? fetchPage(Buffer.concat([last.key, Buffer.from([0])]), revision) : undefined;
+      let bytes = 0;
+      for (const kv of page.kvs) bytes += kv.key.length + kv.value.length;
+      count = bytes > PAGE_BYTES ? Math.max(1, Math.floor((page.kvs.length * PAGE_BYTES) / bytes)) : Math.min(this.pageSize, Math.max(count, page.kvs.length) * 2);
+      const next = page.more && last ? fetchBounded(Buffer.concat([last.key, Buffer.from([0])]), revision) : undefined;
       next?.catch(() => {}); // awaited below; a failure there must not be unhandled meanwhile
       const updates: DatastoreUpdate[] = firstSync ? [] : held;
       for (const kv of page.kvs) {
@@ -303,11 +335,12 @@ export class Syncer {
         keys += 1;
         if (key === READY_KEY) readyListed = true;
         listed.add(key);
-        this.putKey(key, Number(kv.mod_revision), kv.value, updates, firstSync);
+        if (oversized) this.putInvalid(key, Number(kv.mod_revision), parseKey(key), 'value larger than the etcd client accepts in one message', updates);
+        else this.putKey(key, Number(kv.mod_revision), kv.value, updates, firstSync);
       }
       if (firstSync && updates.length > 0) this.onUpdates(updates);
       if (next === undefined) break;
-      page = await next;
+      fetched = await next;
     }
     if (this.stopped) return;
     // Keys we hold that the list no longer has were deleted while we were not watching.
@@ -394,14 +427,7 @@ export class Syncer {
     const decoded = decodeEntry(key, value.toString());
     if (decoded.ok === 'ignored') return;
     if (decoded.ok === false) {
-      this.revisions.set(key, modRevision);
-      if (this.invalid.get(key) !== decoded.reason) {
-        this.invalid.set(key, decoded.reason);
-        this.metrics?.invalidKeys.inc({ kind: invalidKind(decoded.ref) });
-        this.log.warn({ key, reason: decoded.reason }, 'invalid value in etcd; treating as absent');
-      }
-      const update = absent(key, decoded.ref);
-      if (update !== undefined) updates.push(update);
+      this.putInvalid(key, modRevision, decoded.ref, decoded.reason, updates);
       return;
     }
     this.invalid.delete(key);
@@ -427,6 +453,18 @@ export class Syncer {
         // Config and pools are not consumed by the agent (configuration comes from flags/env/file).
         return;
     }
+  }
+
+  /** A key whose value is unusable: handed on as absent (fail closed), logged and counted once per reason. */
+  private putInvalid(key: string, modRevision: number, ref: KeyRef, reason: string, updates: DatastoreUpdate[]): void {
+    this.revisions.set(key, modRevision);
+    if (this.invalid.get(key) !== reason) {
+      this.invalid.set(key, reason);
+      this.metrics?.invalidKeys.inc({ kind: invalidKind(ref) });
+      this.log.warn({ key, reason }, 'invalid value in etcd; treating as absent');
+    }
+    const update = absent(key, ref);
+    if (update !== undefined) updates.push(update);
   }
 
   private deleteKey(key: string, updates: DatastoreUpdate[]): void {

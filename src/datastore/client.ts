@@ -27,7 +27,16 @@ export interface EtcdClientOptions {
   dialTimeoutMs?: number;
   /** Deadline of each unary call (ms); streams (watches) have none. Default 10000. */
   callTimeoutMs?: number;
+  /** Largest message the client accepts (a list page, a watch response). Default 64 MiB. */
+  maxReceiveBytes?: number;
 }
+
+/**
+ * gRPC's default (4 MiB) is below what a page of ordinary values can reach; 64 MiB is far above
+ * etcd's default request limit (1.5 MiB), so any value etcd accepted by default can be listed
+ * and watched. The agent's list pages adapt their size to stay well below it (syncer.ts).
+ */
+export const DEFAULT_MAX_RECEIVE_BYTES = 64 * 1024 * 1024;
 
 function readTlsFile(path: string, variable: string): Buffer {
   try {
@@ -44,6 +53,7 @@ export function createEtcdClient(settings: EtcdSettings, options: EtcdClientOpti
     dialTimeout: options.dialTimeoutMs ?? 3000,
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
     faultHandling: { host: () => noop, global: noop },
+    grpcOptions: { 'grpc.max_receive_message_length': options.maxReceiveBytes ?? DEFAULT_MAX_RECEIVE_BYTES },
   };
   const { caCertFile, certFile, keyFile } = settings.tls;
   if (caCertFile || certFile) {

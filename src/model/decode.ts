@@ -8,6 +8,7 @@ import type * as z from 'zod/mini';
 import { endpointSchema, poolSchema, tagsSchema, type Endpoint, type Pool, type Tags } from './endpoint.js';
 import { ID_PATTERN } from './ids.js';
 import { isValidEndpointRef, parseKey, type EndpointRef, type KeyRef } from './keys.js';
+import { LIMITS } from './limits.js';
 import { rulesSchema, type Rules } from './rule.js';
 
 export type Entry =
@@ -62,9 +63,15 @@ export function decodeEndpoint(text: string) {
   return decodeWith(endpointSchema, text);
 }
 
+/** The kinds of value decoded here whose size is bounded (LIMITS.valueChars). */
+const BOUNDED_KINDS: ReadonlySet<KeyRef['kind']> = new Set(['profileRules', 'profileTags', 'endpoint', 'pool']);
+
 export function decodeEntry(key: string, value: string): DecodeResult {
   const ref = parseKey(key);
   const invalid = (reason: string): DecodeResult => ({ ok: false, ref, reason });
+  if (value.length > LIMITS.valueChars && BOUNDED_KINDS.has(ref.kind)) {
+    return invalid(`value of ${value.length} characters exceeds the limit of ${LIMITS.valueChars}`);
+  }
   switch (ref.kind) {
     case 'ready':
       return { ok: true, entry: { kind: 'ready', ready: value === 'true' } };

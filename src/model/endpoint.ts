@@ -7,13 +7,16 @@
  */
 import * as z from 'zod/mini';
 import { converted, convertedNullish } from './schema-kit.js';
+import { LIMITS, tooMany } from './limits.js';
 import { ID_PATTERN, INTERFACE_NAME_PATTERN } from './ids.js';
 import { canonicalCidr, canonicalIp, canonicalMac, cidrVersion, type IpVersion } from './ip.js';
 
-export const tagsSchema = z.array(
-  z.string({ error: 'expected a tag name' }).check(z.regex(ID_PATTERN, { error: (iss) => `invalid tag ${JSON.stringify(iss.input)}` })),
-  { error: 'expected a list of tags' },
-);
+export const tagsSchema = z
+  .array(
+    z.string({ error: 'expected a tag name' }).check(z.regex(ID_PATTERN, { error: (iss) => `invalid tag ${JSON.stringify(iss.input)}` })),
+    { error: 'expected a list of tags' },
+  )
+  .check(z.maxLength(LIMITS.tagsPerProfile, { error: tooMany('tags', LIMITS.tagsPerProfile) }));
 
 export type Tags = z.infer<typeof tagsSchema>;
 
@@ -23,10 +26,12 @@ const ofVersion = (version: IpVersion) => (canonical: string | undefined) =>
 
 const netsOf = (version: IpVersion) =>
   z._default(
-    z.array(
-      converted(z.string(), (text) => ofVersion(version)(canonicalCidr(text)), (text) => `${JSON.stringify(text)} is not a valid IPv${version} CIDR`),
-      { error: 'expected a list of CIDRs' },
-    ),
+    z
+      .array(
+        converted(z.string(), (text) => ofVersion(version)(canonicalCidr(text)), (text) => `${JSON.stringify(text)} is not a valid IPv${version} CIDR`),
+        { error: 'expected a list of CIDRs' },
+      )
+      .check(z.maxLength(LIMITS.netsPerFamily, { error: tooMany(`IPv${version} nets`, LIMITS.netsPerFamily) })),
     [],
   );
 
@@ -53,10 +58,12 @@ export const endpointSchema = z.pipe(
         .string({ error: 'expected an interface name' })
         .check(z.regex(INTERFACE_NAME_PATTERN, { error: 'expected an interface name (1-15 of [a-zA-Z0-9_-])' })),
       mac: convertedNullish(canonicalMac, (text) => `invalid MAC address ${JSON.stringify(text)}`),
-      profile_ids: z.array(
-        z.string().check(z.regex(ID_PATTERN, { error: (iss) => `invalid profile id ${JSON.stringify(iss.input)}` })),
-        { error: 'expected a list of profile ids' },
-      ),
+      profile_ids: z
+        .array(
+          z.string().check(z.regex(ID_PATTERN, { error: (iss) => `invalid profile id ${JSON.stringify(iss.input)}` })),
+          { error: 'expected a list of profile ids' },
+        )
+        .check(z.maxLength(LIMITS.profilesPerEndpoint, { error: tooMany('profile ids', LIMITS.profilesPerEndpoint) })),
       ipv4_nets: netsOf(4),
       ipv6_nets: netsOf(6),
       ipv4_gateway: gatewayOf(4),

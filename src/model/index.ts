@@ -3,6 +3,7 @@
  * the compiler, the agent and the Docker plugin. Pure: no I/O.
  */
 export * from './ids.js';
+export * from './limits.js';
 export * from './ip.js';
 export * from './rule.js';
 export * from './endpoint.js';

@@ -13,6 +13,7 @@
  */
 import * as z from 'zod/mini';
 import { converted, customCheck } from './schema-kit.js';
+import { LIMITS, tooMany } from './limits.js';
 import { ID_PATTERN } from './ids.js';
 import { canonicalCidr, cidrVersion, type IpVersion } from './ip.js';
 
@@ -59,7 +60,9 @@ const portSchema = z.union([z.number(), z.string()]).check(
   }),
 );
 
-const portsSchema = z.array(portSchema, { error: 'expected a list of ports' });
+const portsSchema = z
+  .array(portSchema, { error: 'expected a list of ports' })
+  .check(z.maxLength(LIMITS.portsPerList, { error: tooMany('ports', LIMITS.portsPerList) }));
 
 const tagSchema = z
   .string({ error: 'expected a tag name' })
@@ -196,7 +199,9 @@ export function ruleIpVersion(rule: Rule): IpVersion | undefined {
 }
 
 const ruleListSchema = (name: string) =>
-  z.array(ruleSchema, { error: (iss) => (iss.input === undefined ? 'required' : `expected ${name} to be a list`) });
+  z
+    .array(ruleSchema, { error: (iss) => (iss.input === undefined ? 'required' : `expected ${name} to be a list`) })
+    .check(z.maxLength(LIMITS.rulesPerDirection, { error: tooMany('rules', LIMITS.rulesPerDirection) }));
 
 /**
  * The stored rules object. `id` is the calicoctl ≤ v0.20 artefact: accepted, ignored by the

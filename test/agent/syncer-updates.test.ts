@@ -12,6 +12,7 @@ import { applyUpdates } from '../../agent/updates.js';
 import { CalcGraph, compile, defaultCompilerConfig, renderFamily } from '../../compiler/index.js';
 import type { DataplaneSpec } from '../../compiler/index.js';
 import { endpointKey, profileRulesKey, profileTagsKey, type EndpointRef } from '../../src/model/index.js';
+import { createEtcdClient } from '../../src/datastore/client.js';
 import { useSyncerEtcd } from '../helpers/syncer-fixture.js';
 import { UpdateView } from '../helpers/update-view.js';
 
@@ -131,3 +132,27 @@ test('a re-list with nothing changed hands on no update', async () => {
   await syncer.listOnce();
   expect(batches.length).toBe(listed);
 });
+
+test('list pages adapt to what the client accepts: pages too large are split, a value too large for one message is invalid', async () => {
+  // A client that accepts at most 64 KiB per message, over the same etcd: a default page (up to
+  // 5,000 keys) of the ~600-byte values below is ~3 MiB; one value is 100 KiB.
+  const small = createEtcdClient({ endpoints: [fixture.etcd.endpoint], tls: {} }, { maxReceiveBytes: 64 * 1024 });
+  try {
+    const rules = (i: number) => JSON.stringify({ inbound_rules: [{ action: 'allow', protocol: 'tcp', dst_ports: Array.from({ length: 90 }, (_, p) => 1000 + p), src_tag: `T${i}` }], outbound_rules: [] });
+    for (let start = 0; start < 5000; start += 500) {
+      await Promise.all(Array.from({ length: 500 }, (_, j) => fixture.client.put(profileRulesKey(`P${String(start + j).padStart(4, '0')}`)).value(rules(start + j))));
+    }
+    const huge = JSON.stringify({ inbound_rules: [], outbound_rules: [], padding: 'x'.repeat(100 * 1024) });
+    await fixture.client.put(profileRulesKey('P2500x')).value(huge);
+    const quiet = new Writable({ write: (_chunk, _enc, done) => done() });
+    const view = new UpdateView();
+    const syncer = fixture.track(new Syncer({ client: small, log: pino({ level: 'silent' }, quiet), onUpdates: (updates) => view.apply(updates) }));
+    syncer.start();
+    await syncer.waitForInSync();
+    expect([...view.profiles.keys()].filter((id) => view.profiles.get(id)?.rules !== undefined)).toHaveLength(5000);
+    expect(view.profiles.get('P2500x')?.rules).toBeUndefined();
+    expect([...syncer.invalidKeys.keys()]).toEqual([profileRulesKey('P2500x')]);
+  } finally {
+    small.close();
+  }
+}, 60_000);

@@ -58,6 +58,7 @@
  */
 import { planFamily, type CalcGraph, type FamilyPlan, type IpFamily, type KernelFamilyState, type TableName } from '../compiler/index.js';
 import { CommandError } from './dataplane/command-runner.js';
+import { oneLine } from './status.js';
 import { IpsetWriter } from './dataplane/ipset-writer.js';
 import type { Plumbing } from './dataplane/plumbing.js';
 import { TableWriter } from './dataplane/table-writer.js';
@@ -158,6 +159,13 @@ interface BackgroundRead {
   outcome: { states: ReadonlyMap<IpFamily, KernelFamilyState>; endedAt: number } | { error: unknown } | undefined;
 }
 
+/** What deleteEach needs of a writer (TableWriter, IpsetWriter). */
+interface Deleter {
+  planDeletions(): string;
+  readonly plannedDeletions: readonly string[];
+  planDeletionOf(name: string): string;
+}
+
 /** One family's writers. */
 interface FamilyWriters {
   dataplane: FamilyDataplane;
@@ -183,6 +191,8 @@ export class Reconciler {
   private readonly drifted = new Set<IpFamily>();
   /** A verification read asked for a pass: drift to repair, or plumbing to re-check. */
   private readBackPassDue = false;
+  /** Chains and sets whose refused deletion was already logged as a warning. */
+  private readonly refusedReported = new Set<string>();
   /** When the kernel is checked next (periodic, post-write, retries; verification-schedule.ts). */
   private readonly verification: VerificationSchedule;
   /** Receipt time (`this.clock.now()`) of the oldest etcd event not yet in the kernel. */
@@ -506,13 +516,36 @@ export class Reconciler {
           tables[table].commitUpdates();
         }
       });
-      await eachFamily(async ({ dataplane, tables, ipsets }) => {
-        for (const table of TABLES) {
-          await write(dataplane, 'iptables-restore', table, tables[table].planDeletions());
-          tables[table].commitDeletions();
+      // Deletions: one batch; if the kernel refuses it, one by one, and what is still refused
+      // (referenced by a rule we do not own) is left in place and retried after a read-back.
+      const deleteEach = async (dataplane: FamilyDataplane, tool: 'ipset' | 'iptables-restore', table: TableName | undefined, writer: Deleter): Promise<Set<string>> => {
+        const refused = new Set<string>();
+        try {
+          await write(dataplane, tool, table, writer.planDeletions());
+          return refused;
+        } catch (error) {
+          if (writer.plannedDeletions.length === 0) throw error;
         }
-        await write(dataplane, 'ipset', undefined, ipsets.planDeletions());
-        ipsets.commitDeletions();
+        for (const name of writer.plannedDeletions) {
+          try {
+            await write(dataplane, tool, table, writer.planDeletionOf(name));
+          } catch (error) {
+            // A set the failed batch had already destroyed is gone, as wanted.
+            if (tool === 'ipset' && error instanceof CommandError && /does not exist/.test(error.stderr)) continue;
+            refused.add(name);
+            const first = !this.refusedReported.has(name);
+            this.refusedReported.add(name);
+            this.log[first ? 'warn' : 'debug'](
+              { family: `v${dataplane.family}`, name, cause: oneLine(error) },
+              `cannot delete ${tool === 'ipset' ? 'ipset' : 'chain'} ${name} (in use by a rule we do not own?); left in place, retried after the next read-back`,
+            );
+          }
+        }
+        return refused;
+      };
+      await eachFamily(async ({ dataplane, tables, ipsets }) => {
+        for (const table of TABLES) tables[table].commitDeletions(await deleteEach(dataplane, 'iptables-restore', table, tables[table]));
+        ipsets.commitDeletions(await deleteEach(dataplane, 'ipset', undefined, ipsets));
       });
 
       const wrote = wroteFamilies.size > 0;
@@ -626,7 +659,12 @@ export class Reconciler {
         this.log.debug({ family: `v${family}`, names: found.slice(0, 20) }, 'drift found');
       }
     }
-    if (drifted.length > 0 || (untrusted.length === 0 && this.opts.plumbing)) {
+    let retrying = false;
+    for (const writers of this.writers) {
+      for (const table of TABLES) retrying = writers.tables[table].retryRefused() || retrying;
+      retrying = writers.ipsets.retryRefused() || retrying;
+    }
+    if (drifted.length > 0 || retrying || (untrusted.length === 0 && this.opts.plumbing)) {
       this.readBackPassDue = true;
       this.scheduler.request();
     }

@@ -44,6 +44,8 @@ export class IpsetWriter {
   private readonly dirtyMembers = new Map<string, Set<string>>();
   private readonly prefix: string;
   private pendingDeletions: string[] = [];
+  /** Sets we no longer want whose destroy the kernel refused (in use by a rule we do not own). */
+  private readonly refused = new Set<string>();
 
   constructor(
     readonly family: IpFamily,
@@ -133,11 +135,36 @@ export class IpsetWriter {
     return this.pendingDeletions.map((name) => `destroy ${name}\n`).join('');
   }
 
-  commitDeletions(): void {
+  /** The sets the last `planDeletions` destroys. */
+  get plannedDeletions(): readonly string[] {
+    return this.pendingDeletions;
+  }
+
+  /** `destroy` of one of the planned sets alone. */
+  planDeletionOf(name: string): string {
+    return `destroy ${name}\n`;
+  }
+
+  /**
+   * The destroys were written, except `refused` (the set is in use by a rule we do not own):
+   * those stay, in the kernel and the cache, until `retryRefused` marks them for another attempt.
+   */
+  commitDeletions(refused: ReadonlySet<string> = new Set()): void {
     const kernel = this.requireKernel();
-    for (const name of this.pendingDeletions) kernel.delete(name);
+    for (const name of this.pendingDeletions) {
+      if (refused.has(name)) this.refused.add(name);
+      else kernel.delete(name);
+    }
     this.pendingDeletions = [];
     this.dirtySets.clear();
+  }
+
+  /** Marks the sets whose destroy was refused for another attempt; false when there are none. */
+  retryRefused(): boolean {
+    if (this.refused.size === 0) return false;
+    for (const name of this.refused) this.dirtySets.add(name);
+    this.refused.clear();
+    return true;
   }
 
   /** Compares sets read back (while none of our ipset writes ran) with the cache; returns the drifted names. */

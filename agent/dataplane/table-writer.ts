@@ -15,6 +15,8 @@
  *   `adopt`, and the dirty names are kept, so nothing pending is lost.
  * - plan/commit pairs run in the order above with no `markDirty` in between (the reconciler
  *   takes the graph's changes only at the start of a pass).
+ * - A chain whose deletion the kernel refuses (a rule we do not own jumps to it) is left in place,
+ *   never flushed, and tried again after the next read-back (`retryRefused`).
  */
 import {
   isOwnedChain,
@@ -39,6 +41,8 @@ export class TableWriter {
   private pendingUpdates: ChainSpec[] = [];
   private pendingHooks = false;
   private pendingDeletions: string[] = [];
+  /** Chains we no longer want whose deletion the kernel refused (referenced from outside). */
+  private readonly refused = new Set<string>();
 
   constructor(
     readonly family: IpFamily,
@@ -105,12 +109,36 @@ export class TableWriter {
     return planChainDeletions(this.table, this.pendingDeletions);
   }
 
-  /** The deletions were written: every dirty chain is now as desired. */
-  commitDeletions(): void {
+  /** The chains the last `planDeletions` deletes. */
+  get plannedDeletions(): readonly string[] {
+    return this.pendingDeletions;
+  }
+
+  /** Restore text deleting one of the planned chains alone. */
+  planDeletionOf(name: string): string {
+    return planChainDeletions(this.table, [name]);
+  }
+
+  /**
+   * The deletions were written, except `refused` (still referenced by a rule we do not own): those
+   * stay in the kernel, and in the cache, until `retryRefused` marks them for another attempt.
+   */
+  commitDeletions(refused: ReadonlySet<string> = new Set()): void {
     const kernel = this.requireKernel();
-    for (const name of this.pendingDeletions) kernel.delete(name);
+    for (const name of this.pendingDeletions) {
+      if (refused.has(name)) this.refused.add(name);
+      else kernel.delete(name);
+    }
     this.pendingDeletions = [];
     this.dirty.clear();
+  }
+
+  /** Marks the chains whose deletion was refused for another attempt; false when there are none. */
+  retryRefused(): boolean {
+    if (this.refused.size === 0) return false;
+    this.markDirty(this.refused);
+    this.refused.clear();
+    return true;
   }
 
   /**

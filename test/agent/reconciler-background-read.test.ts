@@ -7,6 +7,7 @@
  * the kernel's contents, never through elapsed-time thresholds (except the floor test, which
  * checks a lower bound that follows from the injected delay).
  */
+import { chainRules } from '../helpers/iptables-save.js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { CalcGraph, defaultCompilerConfig, profileChainName } from '../../compiler/index.js';
 import { CommandError, createCommandRunner } from '../../agent/dataplane/command-runner.js';
@@ -179,7 +180,6 @@ async function harness(extra: Partial<ReconcilerOptions> = {}): Promise<Harness>
 }
 
 const kernelFilter = async (): Promise<string> => (await netns.exec(['iptables-nft-save', '-t', 'filter'])).stdout;
-const chainRules = (save: string, chain: string): string[] => save.split('\n').filter((line) => line.startsWith(`-A ${chain} `));
 
 async function driftRepairs(metrics: AgentMetrics): Promise<Record<string, number>> {
   const values = (await metrics.registry.getSingleMetric('calico_agent_drift_repairs_total')?.get())?.values ?? [];

@@ -1,7 +1,8 @@
 /**
  * The reconciler against real iptables-nft and ipset inside a throwaway network namespace:
  * adoption on start (stale owned objects removed, foreign ones untouched), warm restart writing
- * 0 bytes, and the daemon loop repairing a chain someone flushed.
+ * 0 bytes, the daemon loop repairing a chain someone flushed, and a chain and a set that a
+ * foreign rule references left in place until the reference goes.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { CalcGraph, defaultCompilerConfig } from '../../compiler/index.js';
@@ -120,6 +121,50 @@ describe('reconciler in a real namespace', () => {
       const v4FilterWrites = bytes.find((v) => v.labels.family === 'v4' && v.labels.table === 'filter' && (v as { metricName?: string }).metricName === 'calico_agent_restore_bytes_sum');
       // Only the flushed chain was rewritten: far less than the whole table.
       expect(Number(v4FilterWrites?.value)).toBeLessThan(good.length);
+      expect(fatal).toBeUndefined();
+      expect(reconciler.isLive()).toBe(true);
+    } finally {
+      await reconciler.stop();
+    }
+  });
+  test('a chain and a set someone else references are left in place (never fatal), and deleted once the reference goes', async () => {
+    const g = graph();
+    let fatal: Error | undefined;
+    let failures = 0;
+    let passes = 0;
+    const reconciler = await makeReconciler({ graph: g, refreshIntervalMs: 200, onApplied: () => passes++, onFailed: () => failures++ });
+    const until = async (what: string, check: () => Promise<boolean>): Promise<void> => {
+      const deadline = Date.now() + 10_000;
+      while (!(await check())) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    const sets = async () => (await netns.exec(['ipset', 'list', '-n'])).stdout.split('\n');
+    reconciler.start((error) => (fatal = error));
+    try {
+      await until('the first pass', async () => reconciler.applied);
+      // Another program jumps to our profile chain and matches on our tag set.
+      await netns.exec(['iptables-nft-restore', '--noflush'], {
+        input: ['*filter', ':FOREIGN2 - [0:0]', '-A FOREIGN2 -j cali-pri-WEB', '-A FOREIGN2 -m set --match-set cali4-tag-WEB src -j ACCEPT', 'COMMIT', ''].join('\n'),
+      });
+      // The endpoint goes: WEB's chains and sets are no longer wanted.
+      const passesBefore = passes;
+      g.setEndpoint(endpointKey(ref), undefined);
+      reconciler.markDirty();
+      await until('a pass without the endpoint', async () => passes > passesBefore && !/^:cali-tw-cali1 /m.test(await save()));
+      const kept = await save();
+      expect(kept).toMatch(/^:cali-pri-WEB /m); // referenced: left in place, its rules intact
+      expect(kept).toMatch(/^-A cali-pri-WEB /m);
+      expect(kept).not.toMatch(/^:cali-pro-WEB /m); // not referenced: deleted
+      expect(await sets()).toContain('cali4-tag-WEB');
+      expect(fatal).toBeUndefined();
+      expect(failures).toBe(0);
+
+      // The reference goes: after the next read-back our leftovers are deleted too.
+      await netns.exec(['iptables-nft', '-F', 'FOREIGN2']);
+      await netns.exec(['iptables-nft', '-X', 'FOREIGN2']);
+      await until('the leftovers deleted', async () => !/^:cali-pri-WEB /m.test(await save()) && !(await sets()).includes('cali4-tag-WEB'));
       expect(fatal).toBeUndefined();
       expect(reconciler.isLive()).toBe(true);
     } finally {

@@ -7,6 +7,9 @@
  * ends with the baseline policy back in force. Build first (`npm run build`).
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import fc from 'fast-check';
+import { createEtcdClient } from '../../src/datastore/client.js';
+import { endpointKey, profileRulesKey, profileTagsKey } from '../../src/model/index.js';
 import { createLab, type HostId, type Lab, type LabWorkload } from '../lab/lab.js';
 import {
   APP_RULES,
@@ -227,5 +230,64 @@ describe('datastore faults under running agents', () => {
     await lab.calicoctl(['profile', 'add', 'APP']);
     await updateRules(APP_RULES);
     expect(await eventuallyRight(lab, workloads, BASELINE, 2000)).toEqual([]);
+  });
+  test('hostile values written straight to etcd: each is invalid or harmless, agents never exit, denied stays denied, other changes apply', async () => {
+    const client = createEtcdClient({ endpoints: [lab.etcd.endpoint], tls: {} });
+    const invalidBefore = await Promise.all(HOSTS.map(async (id) => metricSum(await metrics(lab.hosts[id].agent), 'calico_agent_invalid_keys_total')));
+    const written: string[] = [];
+    try {
+      const many = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+      const fuzzEndpoint = (id: string) => endpointKey({ host: 'hostA', orchestrator: 'fuzz', workload: 'w', endpointId: id });
+      const endpointValue = (extra: Record<string, unknown>) => JSON.stringify({ state: 'active', name: 'califuzz0', profile_ids: ['WEB'], ipv4_nets: ['203.0.113.9/32'], ...extra });
+      // Each of these is invalid: counted, treated as absent.
+      const invalid: [string, string][] = [
+        // APP's own rules: 10,000 source × 10,000 destination ports (APP fails closed).
+        [APP_RULES_KEY, JSON.stringify({ inbound_rules: [{ protocol: 'tcp', src_ports: many(10_000), dst_ports: many(10_000) }], outbound_rules: [] })],
+        [profileRulesKey('H1'), JSON.stringify({ inbound_rules: Array.from({ length: 1001 }, () => ({ action: 'allow' })), outbound_rules: [] })],
+        [profileRulesKey('H2'), `${'['.repeat(200_000)}${']'.repeat(200_000)}`],
+        [profileRulesKey('H3'), JSON.stringify({ inbound_rules: [], outbound_rules: [], pad: 'x'.repeat(1_200_000) })],
+        [profileTagsKey('H4'), JSON.stringify(Array.from({ length: 5000 }, (_, i) => `t${i}`))],
+        [fuzzEndpoint('ips'), endpointValue({ ipv4_nets: Array.from({ length: 5000 }, (_, i) => `10.${i >> 8}.${i & 255}.1/32`) })],
+        [fuzzEndpoint('profiles'), endpointValue({ profile_ids: Array.from({ length: 500 }, (_, i) => `p${i}`) })],
+        [fuzzEndpoint('iface'), endpointValue({ name: '../../etc/x' })],
+        [fuzzEndpoint('iface2'), endpointValue({ name: 'cali+' })],
+      ];
+      // Keys of odd shapes, and random ones with random JSON: ignored or invalid, never fatal.
+      const odd: [string, string][] = [
+        ['/calico/v1/policy/profile//rules', '{"inbound_rules":[],"outbound_rules":[]}'],
+        ['/calico/v1/policy/profile/H5/rules/extra', '{"inbound_rules":[],"outbound_rules":[]}'],
+        ['/calico/v1/host/hostA/workload//w/endpoint/e', endpointValue({})],
+        [`/calico/v1/host/hostA/workload/o/w/endpoint/${'e'.repeat(3000)}`, endpointValue({ name: 'califuzz1' })],
+        ['/calico/v1/\u0000\uffff', 'x'],
+      ];
+      const segment = fc.oneof(fc.constantFrom('host', 'hostA', 'hostB', 'workload', 'endpoint', 'policy', 'profile', 'rules', 'tags', '', '..'), fc.string({ maxLength: 6 }));
+      const keyArb = fc.array(segment, { minLength: 1, maxLength: 8 }).map((parts) => `/calico/v1/${parts.join('/')}`);
+      const valueArb = fc.oneof(fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v)), fc.string({ maxLength: 40 }));
+      const random = fc.sample(fc.tuple(keyArb, valueArb), { seed: 10, numRuns: 80 }).filter(([key]) => !key.startsWith('/calico/v1/host/hostA/workload/docker') && !key.startsWith('/calico/v1/host/hostB/workload/docker') && key !== '/calico/v1/Ready' && !key.startsWith('/calico/v1/policy/profile/WEB') && !key.startsWith('/calico/v1/policy/profile/APP'));
+      for (const [key, value] of [...invalid, ...odd, ...random]) {
+        written.push(key);
+        await client.put(key).value(value);
+      }
+      await lab.waitApplied(await storeRevision(lab));
+
+      for (const id of HOSTS) {
+        const agent = lab.hosts[id].agent.process;
+        expect({ id, exitCode: agent.exitCode, signal: agent.signalCode }).toEqual({ id, exitCode: null, signal: null });
+        const invalidNow = metricSum(await metrics(lab.hosts[id].agent), 'calico_agent_invalid_keys_total');
+        expect(invalidNow - invalidBefore[HOSTS.indexOf(id)]!).toBeGreaterThanOrEqual(invalid.length);
+      }
+      // APP failed closed (what its rules allowed is denied), WEB's policy holds; trace agrees.
+      expect(await wrongChecks(lab, workloads, APP_FAILED_CLOSED)).toEqual([]);
+      // An unrelated change still applies: WEB admits ssh from WEB.
+      await updateRules({ ...WEB_RULES, inbound_rules: [...WEB_RULES.inbound_rules, { action: 'allow', protocol: 'tcp', dst_ports: [22], src_tag: 'WEB' }] });
+      expect(await wrongChecks(lab, workloads, [
+        { from: 'web2', to: 'web1', port: 22, family: 6, allowed: true },
+        { from: 'app1', to: 'web2', port: 22, allowed: false },
+      ])).toEqual([]);
+    } finally {
+      // Everything but APP's rules (restoreBaseline rewrites those) goes, so later tests start clean.
+      for (const key of written) if (key !== APP_RULES_KEY) await client.delete().key(key);
+      client.close();
+    }
   });
 });

@@ -373,10 +373,7 @@ export async function iptablesSave(ns: Netns, family: Family = 4): Promise<strin
   return (await ns.exec([`${await iptablesCommand(ns, family)}-save`, '-t', 'filter'])).stdout;
 }
 
-/** The `-A <chain> …` rules of one chain in iptables-save output, in order. */
-export function chainRules(save: string, chain: string): string[] {
-  return save.split('\n').filter((line) => line.startsWith(`-A ${chain} `));
-}
+export { chainRules } from '../helpers/iptables-save.js';
 
 // ---------------------------------------------------------------- a long-lived connection
 

@@ -55,6 +55,7 @@ export function createEtcdClient(settings: EtcdSettings, options: EtcdClientOpti
     faultHandling: { host: () => noop, global: noop },
     grpcOptions: { 'grpc.max_receive_message_length': options.maxReceiveBytes ?? DEFAULT_MAX_RECEIVE_BYTES },
   };
+  if (settings.auth) etcdOptions.auth = { username: settings.auth.username, password: settings.auth.password };
   const { caCertFile, certFile, keyFile } = settings.tls;
   if (caCertFile || certFile) {
     etcdOptions.credentials = {

@@ -11,6 +11,8 @@
  *   error status is a DatastoreRequestError carrying etcd's message (unavailable: retried on the
  *   next endpoint). Each call has a deadline.
  * - One keep-alive connection serves the calls of a command; `close()` ends it.
+ * - With etcd authentication (settings.auth) the first call fetches a token
+ *   (`/v3/auth/authenticate`); a call refused for an expired token authenticates again, once.
  * - When every endpoint answers but its gateway cannot reach etcd's own gRPC service (etcd with
  *   `--client-cert-auth` and a server certificate not valid for client use, etcd issue 15755),
  *   the error is a GatewayUnusableError, so that the caller can take the gRPC path instead.
@@ -115,7 +117,7 @@ export function gatewayKv(settings: EtcdSettings, options: GatewayKvOptions = {}
   /** The endpoint that answered last: tried first. */
   let preferred = 0;
 
-  function post(endpoint: string, path: string, body: string): Promise<{ status: number; answer: Json }> {
+  function post(endpoint: string, path: string, body: string, token?: string): Promise<{ status: number; answer: Json }> {
     const url = new URL(path, endpoint);
     const secure = url.protocol === 'https:';
     return new Promise((resolve, reject) => {
@@ -125,7 +127,7 @@ export function gatewayKv(settings: EtcdSettings, options: GatewayKvOptions = {}
         {
           method: 'POST',
           agent,
-          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...(token !== undefined ? { authorization: token } : {}) },
           timeout: callTimeoutMs,
         },
         (response: Http.IncomingMessage) => {
@@ -150,6 +152,16 @@ export function gatewayKv(settings: EtcdSettings, options: GatewayKvOptions = {}
     });
   }
 
+  /** The auth token (etcd authentication on): fetched at the first call, again when etcd says it expired. */
+  let token: string | undefined;
+  async function authenticate(endpoint: string): Promise<string> {
+    const { username, password } = settings.auth!;
+    const { status, answer } = await post(endpoint, '/v3/auth/authenticate', JSON.stringify({ name: username, password }));
+    if (status === 200 && typeof answer.token === 'string') return answer.token;
+    if (UNAVAILABLE_CODES.has(Number(answer.code))) throw new Unreachable(String(answer.message ?? `HTTP ${status}`));
+    throw new DatastoreRequestError(`etcd at ${where} refused user ${JSON.stringify(username)} (ETCD_USERNAME/ETCD_PASSWORD): ${String(answer.message ?? answer.error ?? `HTTP ${status}`)}`);
+  }
+
   async function call(path: string, payload: Json): Promise<Json> {
     const body = JSON.stringify(payload);
     let lastReason = '';
@@ -158,7 +170,13 @@ export function gatewayKv(settings: EtcdSettings, options: GatewayKvOptions = {}
       const index = (preferred + i) % settings.endpoints.length;
       const endpoint = settings.endpoints[index]!;
       try {
-        const { status, answer } = await post(endpoint, path, body);
+        if (settings.auth && token === undefined) token = await authenticate(endpoint);
+        let { status, answer } = await post(endpoint, path, body, token);
+        if (settings.auth && status !== 200 && /invalid auth token/.test(String(answer.message ?? answer.error))) {
+          // Simple tokens expire (etcd --auth-token-ttl): authenticate again, once.
+          token = await authenticate(endpoint);
+          ({ status, answer } = await post(endpoint, path, body, token));
+        }
         if (status === 200) {
           preferred = index;
           return answer;

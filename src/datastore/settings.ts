@@ -7,6 +7,8 @@
  * - Legacy, used only when `ETCD_ENDPOINTS` is unset: `ETCD_AUTHORITY` (`host:port`) and
  *   `ETCD_SCHEME` (`http`|`https`).
  * - TLS: `ETCD_CA_CERT_FILE`, `ETCD_CERT_FILE`, `ETCD_KEY_FILE` (cert and key go together).
+ * - Authentication (etcd `auth enable`): `ETCD_USERNAME` and `ETCD_PASSWORD` (together). The
+ *   least-privilege roles for each command are in `deploy/scripts/etcd-roles.sh`.
  *
  * Invariant: a returned settings object has at least one endpoint, each a normalised
  * `scheme://host:port` URL; anything else throws `DatastoreConfigError` with a one-line message.
@@ -22,6 +24,8 @@ export interface EtcdTlsFiles {
 export interface EtcdSettings {
   endpoints: string[];
   tls: EtcdTlsFiles;
+  /** etcd user and password, when etcd authentication is on. */
+  auth?: { username: string; password: string };
 }
 
 export const DEFAULT_ETCD_ENDPOINT = 'http://127.0.0.1:2379';
@@ -87,5 +91,10 @@ export function etcdSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): EtcdS
   if (usesHttps && endpoints.some((e) => e.startsWith('http:'))) {
     throw new DatastoreConfigError('etcd endpoints mix http:// and https://');
   }
-  return { endpoints, tls };
+  const username = nonEmpty(env.ETCD_USERNAME);
+  const password = env.ETCD_PASSWORD;
+  if ((username === undefined) !== (password === undefined || password === '')) {
+    throw new DatastoreConfigError('ETCD_USERNAME and ETCD_PASSWORD must be set together');
+  }
+  return username === undefined ? { endpoints, tls } : { endpoints, tls, auth: { username, password: password! } };
 }

@@ -5,16 +5,17 @@
  * the policy, programs a namespace and writes its endpoint status, while its credentials cannot
  * write policy; a token etcd invalidated is replaced by a new one. Build first (`npm run build`).
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { readHostStatuses } from '../../src/datastore/agent-status.js';
 import { CalicoStore } from '../../src/datastore/calico-store.js';
 import { createEtcdClient } from '../../src/datastore/client.js';
 import { gatewayKv } from '../../src/datastore/gateway-kv.js';
 import { endpointStatusKey, profileRulesKey, type EndpointRef } from '../../src/model/index.js';
 import { calicoctl } from '../cli/run-calicoctl.js';
-import { startEtcd, type EtcdInstance } from '../helpers/etcd.js';
+import { freePort, startEtcd, type EtcdInstance } from '../helpers/etcd.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
 import { runNode } from '../helpers/run-node.js';
 import { REPO_ROOT } from '../lab/lab.js';
@@ -112,4 +113,51 @@ describe('etcd authentication and least-privilege roles', () => {
       kv.close();
     }
   });
+  test('the agent daemon as calico-agent keeps enforcing and reporting after etcd invalidates its token', async () => {
+    const port = await freePort();
+    const daemon = spawn(
+      process.execPath,
+      [join(REPO_ROOT, 'dist/agent/main.js'), '--dataplane-netns', netns.name, '--hostname', HOST, '--iptables-backend', 'nft', '--health-listen', `127.0.0.1:${port}`],
+      { env: { ...agent(), CALICO_AGENT_REPORTING_INTERVAL: '1s', CALICO_AGENT_REPORTING_TTL: '5s' }, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let log = '';
+    daemon.stderr?.on('data', (d: Buffer) => (log += d.toString()));
+    const status = async () => (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { appliedRevision: number };
+    const until = async (what: string, check: () => Promise<boolean>): Promise<void> => {
+      const deadline = Date.now() + 15_000;
+      while (!(await check().catch(() => false))) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; agent log:\n${log.slice(-3000)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    const writerKv = gatewayKv({ endpoints: [etcd.endpoint], tls: {}, auth: { username: 'calico-policy-writer', password: PASSWORDS.writer } });
+    const writerStore = new CalicoStore(writerKv);
+    try {
+      await until('the agent ready', async () => (await fetch(`http://127.0.0.1:${port}/readiness`)).status === 200);
+      const reports = async () => (await readHostStatuses(writerKv)).find((h) => h.host === HOST);
+      await until('its status published', async () => (await reports())?.alive === true);
+      // etcd drops every token of calico-agent (its password set again).
+      await run('sh', ['-c', `printf '%s\\n' "$P" | etcdctl user passwd calico-agent --interactive=false`], {
+        env: { ...process.env, P: PASSWORDS.agent, ETCDCTL_API: '3', ETCDCTL_ENDPOINTS: etcd.endpoint, ETCDCTL_USER: `root:${PASSWORDS.root}` },
+      });
+      await writerStore.updateRules('WEB', (rules) => ({ ...rules, inbound_rules: [...rules.inbound_rules, { action: 'allow', protocol: 'tcp', dst_ports: [8080] }] }));
+      const revision = writerStore.lastWriteRevision!;
+      await until('the change enforced', async () => (await status()).appliedRevision >= revision);
+      expect((await netns.exec(['iptables-nft-save', '-t', 'filter'])).stdout).toMatch(/^-A cali-pri-WEB .*8080/m);
+      const published = await (async () => {
+        let seen = 0;
+        await until('its dataplane status at the new revision', async () => {
+          seen = (await reports())?.dataplane?.revision ?? 0;
+          return seen >= revision;
+        });
+        return seen;
+      })();
+      expect(published).toBeGreaterThanOrEqual(revision);
+      expect(daemon.exitCode).toBeNull();
+    } finally {
+      writerStore.close();
+      daemon.kill('SIGTERM');
+      await new Promise((r) => (daemon.exitCode !== null ? r(undefined) : daemon.once('exit', r)));
+    }
+  }, 40_000);
 });

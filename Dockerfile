@@ -12,11 +12,13 @@ COPY test ./test
 RUN npm run build && npm pack --ignore-scripts --silent --pack-destination /tmp && mv /tmp/calico-agent-*.tgz /tmp/calico-agent.tgz
 
 FROM node:20-bookworm-slim
+# kmod: modprobe, for the netfilter modules the tools load from the host's /lib/modules.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iptables ipset iproute2 util-linux procps \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iptables ipset iproute2 kmod util-linux procps \
  && rm -rf /var/lib/apt/lists/*
 # The package as users install it: calicoctl, calico-agent and calico-docker-plugin on PATH
-# (`docker exec calico-agent calicoctl profile show`).
+# (`docker exec calico-agent calicoctl profile show`, `docker run IMAGE calicoctl …`).
 COPY --from=build /tmp/calico-agent.tgz /tmp/
 RUN npm install -g --no-audit --no-fund --loglevel=error /tmp/calico-agent.tgz && rm /tmp/calico-agent.tgz
-ENTRYPOINT ["calico-agent"]
+COPY deploy/docker-entrypoint.sh /usr/local/bin/calico-entrypoint
+ENTRYPOINT ["calico-entrypoint"]

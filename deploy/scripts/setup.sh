@@ -6,8 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 need=()
-# Node.js >= 18 runs the agent; Debian's own nodejs/npm packages do when the machine has none.
-if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 18 ? 0 : 1)'; then
+# Node.js >= 20 runs the agent (package.json `engines`). Debian's own nodejs is installed when the
+# machine has none and Debian's is new enough (Debian 13; Debian 12 ships 18: install Node.js 20
+# from elsewhere first, e.g. deb.nodesource.com).
+node_major() { node -e 'console.log(process.versions.node.split(".")[0])' 2>/dev/null || echo 0; }
+if (($(node_major) < 20)); then
+  candidate=$(apt-cache policy nodejs 2>/dev/null | awk '/Candidate:/ { split($2, v, "."); sub(/^[0-9]+:/, "", v[1]); print v[1] + 0 }')
+  if ((${candidate:-0} < 20)); then
+    echo "setup: calico-agent needs Node.js >= 20 (found $(node --version 2>/dev/null || echo none); Debian offers ${candidate:-none}); install Node.js 20 (e.g. from deb.nodesource.com) and re-run" >&2
+    exit 1
+  fi
   need+=(nodejs npm)
 fi
 for pkg in etcd-server etcd-client iptables ipset iproute2 iputils-ping netcat-openbsd procps util-linux docker.io busybox-static systemd; do

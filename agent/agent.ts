@@ -24,6 +24,7 @@ import { startHttpServer, type HttpServerHandle } from './http-server.js';
 import type { Logger } from './logger.js';
 import { createAgentMetrics, type AgentMetrics } from './metrics.js';
 import { RuleCounterMetrics } from './rule-counters.js';
+import { HookWatch } from './hook-watch.js';
 import type { EndpointStatus } from './endpoint-plumber.js';
 import { Reconciler, type ApplyReport } from './reconciler.js';
 import { StatusReporter } from './status.js';
@@ -104,6 +105,8 @@ interface Parts {
   syncer: Syncer;
   reconciler: Reconciler;
   status: StatusReporter;
+  /** The fast hook check (the daemon starts it; --once does not). */
+  hookWatch: HookWatch;
 }
 
 /** Where the reconciler's endpoint statuses go (the daemon: the status reporter). */
@@ -186,7 +189,15 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, hooks: PassHooks
     ttlMs: config.reportingTtlMs,
     endpointStatus: config.endpointStatusReporting,
   });
-  return { client, graph, closeRunner, ownsClient: deps.client === undefined, metrics, syncer, reconciler, status };
+  const hookWatch = new HookWatch({
+    runner,
+    backend,
+    families,
+    observer: reconciler,
+    log: log.child({ component: 'hook-watch' }),
+    intervalMs: config.hookCheckIntervalMs,
+  });
+  return { client, graph, closeRunner, ownsClient: deps.client === undefined, metrics, syncer, reconciler, status, hookWatch };
 }
 
 /** Starts the daemon: list-then-watch, reconcile loop, status reports, health listener. */
@@ -254,6 +265,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     log.fatal({ err: error }, 'giving up on the dataplane; exiting so the supervisor restarts the agent');
     rejectFatal(error);
   });
+  parts.hookWatch.start();
   status.start();
 
   let stopping: Promise<void> | undefined;
@@ -261,6 +273,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     (stopping ??= (async () => {
       log.info('stopping; the dataplane is left as it is');
       await syncer.stop();
+      await parts.hookWatch.stop();
       await reconciler.stop().catch(() => {});
       await status?.stop();
       await publisher?.stop();

@@ -42,6 +42,8 @@ export interface AgentConfig {
   iptablesBackend: IptablesBackendChoice;
   /** Periodic full read-back and repair of our kernel state; 0 disables. */
   refreshIntervalMs: number;
+  /** The fast hook check's interval (hook-watch.ts); 0 disables it. */
+  hookCheckIntervalMs: number;
   /** Minimum time between two applies (bursts of etcd events coalesce into one apply). */
   minApplyIntervalMs: number;
   /** Health, metrics and status HTTP listener; `null` disables it. */
@@ -184,6 +186,8 @@ const OPTIONS = {
     () => 'auto' as IptablesBackendChoice, 'auto, legacy or nft (default auto)'),
   'refresh-interval': option('CALICO_AGENT_REFRESH_INTERVAL', durationSchema, () => 60_000,
     'periodic read-back and repair of our chains and sets; 0 disables (default 60s)'),
+  'hook-check-interval': option('CALICO_AGENT_HOOK_CHECK_INTERVAL', durationSchema, () => 2_000,
+    'fast check that our hooks are still first in the built-in chains; 0 disables (default 2s)'),
   'min-apply-interval': option('CALICO_AGENT_MIN_APPLY_INTERVAL', durationSchema, () => 30,
     'minimum time between two applies; bursts coalesce (default 30ms)'),
   'health-listen': option('CALICO_AGENT_HEALTH_LISTEN', listenSchema, () => ({ host: '127.0.0.1', port: 9099 }) as ListenAddress | null,
@@ -390,6 +394,7 @@ export function loadConfig(input: LoadConfigInput): AgentConfig {
     interfacePrefix: values['interface-prefix'],
     iptablesBackend: values['iptables-backend'],
     refreshIntervalMs: values['refresh-interval'],
+    hookCheckIntervalMs: values['hook-check-interval'],
     minApplyIntervalMs: values['min-apply-interval'],
     healthListen: values['health-listen'],
     logLevel: values['log-level'],

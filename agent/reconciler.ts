@@ -56,7 +56,7 @@
  * Latency: each pass records the etcd revision it reflects and, for passes carrying events,
  * logs `etcdToKernelMs` measured from the receipt of the oldest event it covers.
  */
-import { planFamily, type CalcGraph, type FamilyPlan, type IpFamily, type KernelFamilyState, type TableName } from '../compiler/index.js';
+import { planFamily, type BuiltinRule, type CalcGraph, type FamilyPlan, type IpFamily, type KernelFamilyState, type TableName } from '../compiler/index.js';
 import { CommandError } from './dataplane/command-runner.js';
 import { oneLine } from './status.js';
 import { IpsetWriter } from './dataplane/ipset-writer.js';
@@ -588,6 +588,27 @@ export class Reconciler {
       this.scheduler.request();
       throw error;
     }
+  }
+
+  /** A token for `hooksObserved`: changes whenever one of our writes to this table starts. */
+  writeToken(family: IpFamily, table: TableName): number {
+    return this.writesStarted.get(componentKey(family, table)) ?? 0;
+  }
+
+  /**
+   * The built-in chains we hook in one table, as a fast check read them (hook-watch.ts). Judged
+   * only if none of our writes to that table started since `token`; a hook that is gone, not
+   * first, or duplicated asks for a repair pass at once. Returns whether it did.
+   */
+  hooksObserved(family: IpFamily, table: TableName, builtins: ReadonlyMap<string, readonly BuiltinRule[]>, token: number): boolean {
+    if (this.stopped || token !== this.writeToken(family, table)) return false;
+    const writers = this.writers.find(({ dataplane }) => dataplane.family === family);
+    if (writers === undefined || !writers.tables[table].verifyHooks(builtins)) return false;
+    this.drifted.add(family);
+    this.readBackPassDue = true;
+    this.log.warn({ family: `v${family}`, table }, 'our hook in a built-in chain was removed or displaced by another program; repairing');
+    this.scheduler.request();
+    return true;
   }
 
   /** Starts a verification read of every family in the background; the loop judges it when it is over. */

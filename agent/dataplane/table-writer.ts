@@ -162,6 +162,19 @@ export class TableWriter {
     return drifted;
   }
 
+  /**
+   * Compares the built-in chains we hook, read alone (the fast hook check), with the desired
+   * hooks; when they differ (our hook gone, moved from position 1, or duplicated) the read rules
+   * are adopted and the hooks repaired by the next plan. Returns whether they differed.
+   */
+  verifyHooks(observed: ReadonlyMap<string, readonly BuiltinRule[]>): boolean {
+    if (this.kernel === undefined || this.hooksDirty) return false;
+    if (planHookRepair(this.desired.hooks(this.table), observed) === '') return false;
+    this.builtins = observed;
+    this.hooksDirty = true;
+    return true;
+  }
+
   private requireKernel(): Map<string, readonly (string | null)[]> {
     if (this.kernel === undefined) throw new Error(`${this.table} table of IPv${this.family}: kernel state unknown; read it first`);
     return this.kernel;

@@ -2,7 +2,8 @@
  * The reconciler against real iptables-nft and ipset inside a throwaway network namespace:
  * adoption on start (stale owned objects removed, foreign ones untouched), warm restart writing
  * 0 bytes, the daemon loop repairing a chain someone flushed, and a chain and a set that a
- * foreign rule references left in place until the reference goes.
+ * foreign rule references left in place until the reference goes, and the fast hook check
+ * putting our hook back in front of a foreign rule.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { CalcGraph, defaultCompilerConfig } from '../../compiler/index.js';
@@ -12,6 +13,7 @@ import { selectIptablesBackend } from '../../agent/dataplane/iptables-backend.js
 import type { CommandRunner } from '../../agent/dataplane/types.js';
 import { silentLogger } from '../../agent/logger.js';
 import { createAgentMetrics } from '../../agent/metrics.js';
+import { HookWatch } from '../../agent/hook-watch.js';
 import { Reconciler, type ReconcilerOptions } from '../../agent/reconciler.js';
 import { decodeEndpoint, decodeRules, endpointKey, type EndpointRef } from '../../src/model/index.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
@@ -168,6 +170,35 @@ describe('reconciler in a real namespace', () => {
       expect(fatal).toBeUndefined();
       expect(reconciler.isLive()).toBe(true);
     } finally {
+      await reconciler.stop();
+    }
+  });
+  test('the fast hook check puts our hook back in front of a foreign rule inserted ahead of it, long before the full read-back', async () => {
+    const reconciler = await makeReconciler({ refreshIntervalMs: 600_000 });
+    const backend = await selectIptablesBackend(runner, 'nft');
+    const watch = new HookWatch({ runner, backend, families: [4, 6], observer: reconciler, log: silentLogger(), intervalMs: 0 });
+    let fatal: Error | undefined;
+    reconciler.start((error) => (fatal = error));
+    const firstForwardRule = async () => (await save()).split('\n').find((line) => line.startsWith('-A FORWARD '));
+    try {
+      const deadline = Date.now() + 10_000;
+      while (!reconciler.applied && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(await firstForwardRule()).toMatch(/-j cali-FORWARD$/);
+      expect(await watch.checkOnce()).toEqual([]);
+
+      await netns.exec(['iptables-nft', '-I', 'FORWARD', '1', '-j', 'ACCEPT']);
+      expect(await firstForwardRule()).toBe('-A FORWARD -j ACCEPT');
+      expect(await watch.checkOnce()).toEqual(['v4:filter']);
+      while (!/-j cali-FORWARD$/.test((await firstForwardRule()) ?? '') && Date.now() < deadline + 5_000) await new Promise((r) => setTimeout(r, 20));
+      expect(await firstForwardRule()).toMatch(/-j cali-FORWARD$/);
+      // The foreign rule is left where its owner can find it, behind ours; our hook is not duplicated.
+      const forward = (await save()).split('\n').filter((line) => line.startsWith('-A FORWARD '));
+      expect(forward).toContain('-A FORWARD -j ACCEPT');
+      expect(forward.filter((line) => line.endsWith('-j cali-FORWARD'))).toHaveLength(1);
+      expect(await watch.checkOnce()).toEqual([]);
+      expect(fatal).toBeUndefined();
+    } finally {
+      await watch.stop();
       await reconciler.stop();
     }
   });

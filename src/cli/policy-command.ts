@@ -44,6 +44,8 @@ export const POLICY_USAGE = [
   '  --source-port=<PORT>   Source port (default 32768).',
   '  --icmp-type=<TYPE>     ICMP type (default 8, echo request; 128 for icmpv6).',
   '  --icmp-code=<CODE>     ICMP code (default 0).',
+  '  --interface-prefix=<PREFIX>  The agents\' workload interface prefix (default',
+  '                         CALICO_AGENT_INTERFACE_PREFIX, else cali).',
   '  -o, --output=<FORMAT>  text (default) or json.',
 ].join('\n');
 
@@ -88,7 +90,7 @@ export async function runPolicy(args: string[], ctx: CliContext): Promise<void> 
   if (subcommand !== 'trace') throw new UsageError(POLICY_USAGE);
   const options = splitOptions(
     rest,
-    { flags: ['--help', '-h'], valued: ['--from', '--to', '--protocol', '--port', '--source-port', '--icmp-type', '--icmp-code', '-o', '--output'] },
+    { flags: ['--help', '-h'], valued: ['--from', '--to', '--protocol', '--port', '--source-port', '--icmp-type', '--icmp-code', '--interface-prefix', '-o', '--output'] },
     POLICY_USAGE,
   );
   if (options.flags.has('--help') || options.flags.has('-h')) {
@@ -102,9 +104,11 @@ export async function runPolicy(args: string[], ctx: CliContext): Promise<void> 
     throw new UsageError(POLICY_USAGE);
   }
   const { protocolName, ...fields } = packetOptions(options.values);
+  const interfacePrefix = options.values.get('--interface-prefix') ?? (ctx.env.CALICO_AGENT_INTERFACE_PREFIX?.trim() || defaultCompilerConfig().interfacePrefix);
+  if (!/^[a-zA-Z0-9_-]{1,10}$/.test(interfacePrefix)) throw new CliError(`--interface-prefix: expected 1-10 characters of [a-zA-Z0-9_-], got ${JSON.stringify(interfacePrefix)}`);
 
   const contents = await ctx.store().readPolicy();
-  const cluster: ClusterSnapshot = { profiles: contents.profiles, endpoints: contents.endpoints, config: defaultCompilerConfig() };
+  const cluster: ClusterSnapshot = { profiles: contents.profiles, endpoints: contents.endpoints, config: { ...defaultCompilerConfig(), interfacePrefix } };
   let result: TraceResult;
   let parties: [TraceParty, TraceParty];
   try {

@@ -90,6 +90,13 @@ describe('policy trace', () => {
     expect(r).toEqual({ code: 1, stdout: '', stderr: `${message}\n` });
   });
 
+  test('--interface-prefix: the agents\u2019 prefix decides which interfaces they police', async () => {
+    const other = await run('policy trace --from 203.0.113.7 --to web1 --protocol tcp --port 22 --interface-prefix tap');
+    expect(other.code).toBe(0);
+    expect(other.stdout).toMatch(/interface caliweb1 does not carry the workload prefix: the agent does not police it/);
+    expect(other.stdout).toMatch(/\nverdict: allow /);
+  });
+
   test('usage errors print the usage', async () => {
     const r = await run('policy trace --from web1');
     expect(r.code).toBe(1);

@@ -5,7 +5,8 @@
  * removed or displaced (e.g. `-I FORWARD 1 -j ACCEPT` ahead of ours). The full read-back of our
  * chains and sets stays on its slower schedule (--refresh-interval).
  *
- * Invariants: checks never overlap (the next waits for the previous); a check during one of our
+ * Invariants: checks never overlap (the next waits for the previous) and take at most a tenth
+ * of the time (the wait is at least 10 × the last check's duration); a check during one of our
  * own writes to a table is not judged (the reconciler compares write tokens); a failing list is
  * logged at debug and retried at the next tick, never fatal; `stop()` ends the loop.
  */
@@ -63,10 +64,15 @@ export class HookWatch {
   start(): void {
     if (this.opts.intervalMs <= 0 || this.loop) return;
     this.loop = (async () => {
+      let lastMs = 0;
       while (!this.stopped) {
-        await this.sleep(this.opts.intervalMs);
+        // At most a tenth of the time checking: legacy iptables reads the whole table to list one
+        // chain, so on a large ruleset its checks space out (nft lists a chain in ~10 ms).
+        await this.sleep(Math.max(this.opts.intervalMs, 10 * lastMs));
         if (this.stopped) break;
+        const started = this.clock.now();
         await this.checkOnce();
+        lastMs = this.clock.now() - started;
       }
     })();
   }

@@ -174,7 +174,8 @@ describe('reconciler in a real namespace', () => {
     }
   });
   test('the fast hook check puts our hook back in front of a foreign rule inserted ahead of it, long before the full read-back', async () => {
-    const reconciler = await makeReconciler({ refreshIntervalMs: 600_000 });
+    // No read-back of any kind during the test (periodic or after our writes): only the hook check can see the foreign rule.
+    const reconciler = await makeReconciler({ refreshIntervalMs: 600_000, postWriteCheckMinMs: 600_000, postWriteCheckMaxMs: 600_000 });
     const backend = await selectIptablesBackend(runner, 'nft');
     const watch = new HookWatch({ runner, backend, families: [4, 6], observer: reconciler, log: silentLogger(), intervalMs: 0 });
     let fatal: Error | undefined;

@@ -13,6 +13,7 @@ import { CalcGraph, compile, defaultCompilerConfig, renderFamily } from '../../c
 import type { DataplaneSpec } from '../../compiler/index.js';
 import { endpointKey, profileRulesKey, profileTagsKey, type EndpointRef } from '../../src/model/index.js';
 import { createEtcdClient } from '../../src/datastore/client.js';
+import { startEtcd } from '../helpers/etcd.js';
 import { useSyncerEtcd } from '../helpers/syncer-fixture.js';
 import { UpdateView } from '../helpers/update-view.js';
 
@@ -154,5 +155,27 @@ test('list pages adapt to what the client accepts: pages too large are split, a 
     expect([...syncer.invalidKeys.keys()]).toEqual([profileRulesKey('P2500x')]);
   } finally {
     small.close();
+  }
+}, 60_000);
+
+test('a 5 MB value arriving on the watch (etcd limit raised) is invalid and skipped; the watch goes on', async () => {
+  const big = await startEtcd({ extraArgs: ['--max-request-bytes=10485760'] });
+  const client = createEtcdClient({ endpoints: [big.endpoint], tls: {} });
+  try {
+    const quiet = new Writable({ write: (_chunk, _enc, done) => done() });
+    const view = new UpdateView();
+    const syncer = fixture.track(new Syncer({ client, log: pino({ level: 'silent' }, quiet), onUpdates: (updates) => view.apply(updates) }));
+    syncer.start();
+    await syncer.waitForInSync();
+    const huge = JSON.stringify({ inbound_rules: [], outbound_rules: [], pad: 'x'.repeat(5 * 1024 * 1024) });
+    await client.put(profileRulesKey('HUGE')).value(huge);
+    await client.put(profileRulesKey('AFTER')).value(RULES);
+    await until('the value after it', () => view.profiles.get('AFTER')?.rules !== undefined);
+    expect(view.profiles.get('HUGE')?.rules).toBeUndefined();
+    expect(syncer.invalidKeys.get(profileRulesKey('HUGE'))).toMatch(/exceeds the limit of 1048576/);
+    expect(syncer.connected).toBe(true);
+  } finally {
+    client.close();
+    await big.stop();
   }
 }, 60_000);

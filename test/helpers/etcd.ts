@@ -90,7 +90,7 @@ async function waitHealthy(endpoint: string, tls: EtcdTls | undefined, child: Ch
   throw new Error(`etcd at ${endpoint} did not become healthy:\n${log()}`);
 }
 
-export async function startEtcd(options: { tls?: EtcdTls } = {}): Promise<EtcdInstance> {
+export async function startEtcd(options: { tls?: EtcdTls; extraArgs?: readonly string[] } = {}): Promise<EtcdInstance> {
   const { tls } = options;
   const dataDir = await mkdtemp(join(tmpdir(), 'calico-etcd-'));
   const clientPort = await freePort();
@@ -113,6 +113,7 @@ export async function startEtcd(options: { tls?: EtcdTls } = {}): Promise<EtcdIn
         '--initial-advertise-peer-urls', peer,
         '--initial-cluster', `test=${peer}`,
         '--log-level', 'error',
+        ...(options.extraArgs ?? []),
         ...(tls
           ? ['--cert-file', tls.certFile, '--key-file', tls.keyFile, '--trusted-ca-file', tls.caFile, '--client-cert-auth']
           : []),

@@ -173,6 +173,7 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, hooks: PassHooks
     metrics,
     minApplyIntervalMs: config.minApplyIntervalMs,
     refreshIntervalMs: config.refreshIntervalMs,
+    refreshFloorMs: config.refreshMinIntervalMs,
     onApplied: (report: ApplyReport) => {
       onStatuses(report.endpointStatuses);
       hooks.onApplied?.(report);

@@ -42,6 +42,8 @@ export interface AgentConfig {
   iptablesBackend: IptablesBackendChoice;
   /** Periodic full read-back and repair of our kernel state; 0 disables. */
   refreshIntervalMs: number;
+  /** The read-back's floor (verification-schedule.ts): as often as this while reads are cheap. */
+  refreshMinIntervalMs: number;
   /** The fast hook check's interval (hook-watch.ts); 0 disables it. */
   hookCheckIntervalMs: number;
   /** Minimum time between two applies (bursts of etcd events coalesce into one apply). */
@@ -186,6 +188,8 @@ const OPTIONS = {
     () => 'auto' as IptablesBackendChoice, 'auto, legacy or nft (default auto)'),
   'refresh-interval': option('CALICO_AGENT_REFRESH_INTERVAL', durationSchema, () => 60_000,
     'periodic read-back and repair of our chains and sets; 0 disables (default 60s)'),
+  'refresh-min-interval': option('CALICO_AGENT_REFRESH_MIN_INTERVAL', durationSchema, () => 5_000,
+    'the read-back comes as often as this while a read costs at most 5% of the time (default 5s)'),
   'hook-check-interval': option('CALICO_AGENT_HOOK_CHECK_INTERVAL', durationSchema, () => 2_000,
     'fast check that our hooks are still first in the built-in chains; 0 disables (default 2s)'),
   'min-apply-interval': option('CALICO_AGENT_MIN_APPLY_INTERVAL', durationSchema, () => 30,
@@ -394,6 +398,7 @@ export function loadConfig(input: LoadConfigInput): AgentConfig {
     interfacePrefix: values['interface-prefix'],
     iptablesBackend: values['iptables-backend'],
     refreshIntervalMs: values['refresh-interval'],
+    refreshMinIntervalMs: values['refresh-min-interval'],
     hookCheckIntervalMs: values['hook-check-interval'],
     minApplyIntervalMs: values['min-apply-interval'],
     healthListen: values['health-listen'],

@@ -111,8 +111,10 @@ export interface ReconcilerOptions {
   log: Logger;
   metrics?: AgentMetrics;
   minApplyIntervalMs?: number;
-  /** Periodic background verification read; 0 disables. Default 60 s. */
+  /** Periodic background verification read, at the latest after this; 0 disables. Default 60 s. */
   refreshIntervalMs?: number;
+  /** When set, periodic reads come as often as this while they stay cheap (verification-schedule.ts). */
+  refreshFloorMs?: number;
   /** Lower bound of the first post-write check's delay (the floor also follows read/write durations). */
   postWriteCheckMinMs?: number;
   /** Post-write checks double their delay up to this, then stop until the next write. */
@@ -175,8 +177,8 @@ interface FamilyWriters {
 
 export class Reconciler {
   private readonly opts: Required<
-    Omit<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'onFailed' | 'onEndpointStatuses' | 'onKernelRead' | 'clock'>
-  > & Pick<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'onFailed' | 'onEndpointStatuses' | 'onKernelRead'>;
+    Omit<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'onFailed' | 'onEndpointStatuses' | 'onKernelRead' | 'clock' | 'refreshFloorMs'>
+  > & Pick<ReconcilerOptions, 'plumbing' | 'metrics' | 'onApplied' | 'onFailed' | 'onEndpointStatuses' | 'onKernelRead' | 'refreshFloorMs'>;
   private readonly clock: Clock;
   /** When passes and verification reads run (min interval, coalescing, timed retries). */
   private readonly scheduler: Scheduler;

@@ -1,6 +1,8 @@
 /**
  * When the reconciler checks the kernel against its writers' caches (after Felix's post-write
- * checks): periodically (`refreshIntervalMs`), and after every write on a doubling schedule that
+ * checks): periodically (every `refreshIntervalMs`; with `refreshFloorMs` as often as that floor
+ * while a read costs at most 5 % of the time, so a small dataplane is re-checked every few seconds
+ * and a large one less often), and after every write on a doubling schedule that
  * starts at a floor of max(`postWriteCheckMinMs`, 2 × (peak read + peak write duration)) and stops
  * past `postWriteCheckMaxMs` until the next write. The peaks decay by 10 % per new sample, so the
  * floor follows the recent durations (a large table reads slowly: checks are spaced further apart).
@@ -26,12 +28,19 @@ import type { Clock } from './scheduler.js';
  * pauses the kernel is still checked within about 31 floors.
  */
 export const UNTRUSTED_READS_BEFORE_IN_PASS = 5;
+/** With a refresh floor, a periodic read comes no sooner than this many times its duration (≤ 5 % of the time). */
+export const READ_DUTY_FACTOR = 20;
 /** A duration peak keeps this share of itself per new sample (unless the sample is higher). */
 const PEAK_KEEP = 0.9;
 
 export interface VerificationScheduleOptions {
-  /** Periodic check; 0 disables. */
+  /** Periodic check, at the latest this long after the last one; 0 disables. */
   refreshIntervalMs: number;
+  /**
+   * When set, the periodic check comes as often as every `refreshFloorMs`, while reads stay
+   * cheap: every max(refreshFloorMs, READ_DUTY_FACTOR × peak read), capped at refreshIntervalMs.
+   */
+  refreshFloorMs?: number;
   postWriteCheckMinMs: number;
   postWriteCheckMaxMs: number;
 }
@@ -64,9 +73,16 @@ export class VerificationSchedule {
     return this.readInPass;
   }
 
+  /** The current periodic interval (0: no periodic checks). */
+  get refreshMs(): number {
+    const max = this.opts.refreshIntervalMs;
+    if (max <= 0 || this.opts.refreshFloorMs === undefined) return max;
+    return Math.min(max, Math.max(this.opts.refreshFloorMs, READ_DUTY_FACTOR * this.peakReadMs));
+  }
+
   /** When the next check is due: periodic or post-write, but not before a retry's delay. */
   dueAt(): number {
-    const periodic = this.opts.refreshIntervalMs > 0 ? this.lastVerifiedAt + this.opts.refreshIntervalMs : Infinity;
+    const periodic = this.refreshMs > 0 ? this.lastVerifiedAt + this.refreshMs : Infinity;
     return Math.max(Math.min(periodic, this.postWriteCheckAt ?? Infinity), this.retryAt);
   }
 
@@ -104,7 +120,7 @@ export class VerificationSchedule {
 
   /** Our writes may abort a background read started now: the kernel was checked recently enough. */
   get mayPreempt(): boolean {
-    const maxUnverifiedMs = this.opts.refreshIntervalMs > 0 ? this.opts.refreshIntervalMs : this.opts.postWriteCheckMaxMs;
+    const maxUnverifiedMs = this.refreshMs > 0 ? this.refreshMs : this.opts.postWriteCheckMaxMs;
     return this.clock.now() - this.lastVerifiedAt < maxUnverifiedMs;
   }
 

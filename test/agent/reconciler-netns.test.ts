@@ -3,7 +3,8 @@
  * adoption on start (stale owned objects removed, foreign ones untouched), warm restart writing
  * 0 bytes, the daemon loop repairing a chain someone flushed, and a chain and a set that a
  * foreign rule references left in place until the reference goes, and the fast hook check
- * putting our hook back in front of a foreign rule.
+ * putting our hook back in front of a foreign rule, and an ACCEPT slipped into our chain removed at
+ * the refresh floor.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { CalcGraph, defaultCompilerConfig } from '../../compiler/index.js';
@@ -200,6 +201,26 @@ describe('reconciler in a real namespace', () => {
       expect(fatal).toBeUndefined();
     } finally {
       await watch.stop();
+      await reconciler.stop();
+    }
+  });
+
+  test('an ACCEPT slipped into one of our chains is removed at the refresh floor (a small dataplane reads cheaply), not at the 60 s interval', async () => {
+    // Post-write checks off: only the periodic read-back, at its floor, can see the tampering.
+    const reconciler = await makeReconciler({ refreshIntervalMs: 60_000, refreshFloorMs: 300, postWriteCheckMinMs: 600_000, postWriteCheckMaxMs: 600_000 });
+    let fatal: Error | undefined;
+    reconciler.start((error) => (fatal = error));
+    try {
+      const deadline = Date.now() + 10_000;
+      while (!reconciler.applied && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const good = await save();
+      await netns.exec(['iptables-nft', '-I', 'cali-pri-WEB', '1', '-j', 'ACCEPT']);
+      expect(await save()).toMatch(/^-A cali-pri-WEB -j ACCEPT$/m);
+      const tamperedAt = Date.now();
+      while (/^-A cali-pri-WEB -j ACCEPT$/m.test(await save()) && Date.now() < tamperedAt + 5_000) await new Promise((r) => setTimeout(r, 50));
+      expect(await save()).toBe(good);
+      expect(fatal).toBeUndefined();
+    } finally {
       await reconciler.stop();
     }
   });

@@ -83,3 +83,23 @@ describe('VerificationSchedule', () => {
     expect(schedule.mayPreempt).toBe(false);
   });
 });
+
+describe('refresh floor', () => {
+  test('with a floor, periodic checks come as often as the floor while a read costs at most 1/20 of the time, never later than the interval', () => {
+    const clock = new FakeClock();
+    const schedule = new VerificationSchedule(clock, { ...options, refreshFloorMs: 5_000 });
+    const started = clock.now();
+    schedule.readTook(30); // a small dataplane
+    schedule.verified(started);
+    expect(schedule.refreshMs).toBe(5_000);
+    expect(schedule.dueAt()).toBe(clock.now() + 5_000);
+    schedule.readTook(1_500); // a large one: 20 × 1.5 s
+    expect(schedule.refreshMs).toBe(30_000);
+    schedule.readTook(10_000); // huge: capped at the interval
+    expect(schedule.refreshMs).toBe(60_000);
+    // Without a floor the interval is fixed, whatever reads cost.
+    const fixed = new VerificationSchedule(clock, options);
+    fixed.readTook(30);
+    expect(fixed.refreshMs).toBe(60_000);
+  });
+});

@@ -189,7 +189,7 @@ const OPTIONS = {
   'refresh-interval': option('CALICO_AGENT_REFRESH_INTERVAL', durationSchema, () => 60_000,
     'periodic read-back and repair of our chains and sets; 0 disables (default 60s)'),
   'refresh-min-interval': option('CALICO_AGENT_REFRESH_MIN_INTERVAL', durationSchema, () => 5_000,
-    'the read-back comes as often as this while a read costs at most 5% of the time (default 5s)'),
+    'the read-back comes as often as this while a read costs at most 2.5% of the time (default 5s)'),
   'hook-check-interval': option('CALICO_AGENT_HOOK_CHECK_INTERVAL', durationSchema, () => 2_000,
     'fast check that our hooks are still first in the built-in chains; 0 disables (default 2s)'),
   'min-apply-interval': option('CALICO_AGENT_MIN_APPLY_INTERVAL', durationSchema, () => 30,

@@ -1,8 +1,8 @@
 /**
  * When the reconciler checks the kernel against its writers' caches (after Felix's post-write
  * checks): periodically (every `refreshIntervalMs`; with `refreshFloorMs` as often as that floor
- * while a read costs at most 5 % of the time, so a small dataplane is re-checked every few seconds
- * and a large one less often), and after every write on a doubling schedule that
+ * while a read costs at most 2.5 % of the time, so a small dataplane is re-checked every few
+ * seconds and a large one less often), and after every write on a doubling schedule that
  * starts at a floor of max(`postWriteCheckMinMs`, 2 × (peak read + peak write duration)) and stops
  * past `postWriteCheckMaxMs` until the next write. The peaks decay by 10 % per new sample, so the
  * floor follows the recent durations (a large table reads slowly: checks are spaced further apart).
@@ -28,8 +28,8 @@ import type { Clock } from './scheduler.js';
  * pauses the kernel is still checked within about 31 floors.
  */
 export const UNTRUSTED_READS_BEFORE_IN_PASS = 5;
-/** With a refresh floor, a periodic read comes no sooner than this many times its duration (≤ 5 % of the time). */
-export const READ_DUTY_FACTOR = 20;
+/** With a refresh floor, a periodic read comes no sooner than this many times its duration (≤ 2.5 % of the time). */
+export const READ_DUTY_FACTOR = 40;
 /** A duration peak keeps this share of itself per new sample (unless the sample is higher). */
 const PEAK_KEEP = 0.9;
 
@@ -120,7 +120,8 @@ export class VerificationSchedule {
 
   /** Our writes may abort a background read started now: the kernel was checked recently enough. */
   get mayPreempt(): boolean {
-    const maxUnverifiedMs = this.refreshMs > 0 ? this.refreshMs : this.opts.postWriteCheckMaxMs;
+    // The interval, not the floor: reads started at the floor's pace stay preemptible.
+    const maxUnverifiedMs = this.opts.refreshIntervalMs > 0 ? this.opts.refreshIntervalMs : this.opts.postWriteCheckMaxMs;
     return this.clock.now() - this.lastVerifiedAt < maxUnverifiedMs;
   }
 

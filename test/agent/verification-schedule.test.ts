@@ -85,7 +85,7 @@ describe('VerificationSchedule', () => {
 });
 
 describe('refresh floor', () => {
-  test('with a floor, periodic checks come as often as the floor while a read costs at most 1/20 of the time, never later than the interval', () => {
+  test('with a floor, periodic checks come as often as the floor while a read costs at most 1/40 of the time, never later than the interval', () => {
     const clock = new FakeClock();
     const schedule = new VerificationSchedule(clock, { ...options, refreshFloorMs: 5_000 });
     const started = clock.now();
@@ -93,8 +93,11 @@ describe('refresh floor', () => {
     schedule.verified(started);
     expect(schedule.refreshMs).toBe(5_000);
     expect(schedule.dueAt()).toBe(clock.now() + 5_000);
-    schedule.readTook(1_500); // a large one: 20 × 1.5 s
+    schedule.readTook(750); // a medium one: 40 × 0.75 s
     expect(schedule.refreshMs).toBe(30_000);
+    // Reads at the floor's pace stay preemptible by our writes (the kernel was verified within the interval).
+    clock.advance(30_000);
+    expect(schedule.mayPreempt).toBe(true);
     schedule.readTook(10_000); // huge: capped at the interval
     expect(schedule.refreshMs).toBe(60_000);
     // Without a floor the interval is fixed, whatever reads cost.

@@ -193,6 +193,8 @@ export class Reconciler {
   private readonly drifted = new Set<IpFamily>();
   /** A verification read asked for a pass: drift to repair, or plumbing to re-check. */
   private readBackPassDue = false;
+  /** Refused local endpoints already logged, with the address and owner they were logged for. */
+  private readonly refusedEndpointsReported = new Map<string, string>();
   /** Chains and sets whose refused deletion was already logged as a warning. */
   private readonly refusedReported = new Set<string>();
   /** When the kernel is checked next (periodic, post-write, retries; verification-schedule.ts). */
@@ -244,7 +246,7 @@ export class Reconciler {
       metrics: options.metrics,
       retryMs: this.opts.plumbingRetryMs,
       retryMaxMs: this.opts.plumbingRetryMaxMs,
-      onStatuses: options.onEndpointStatuses,
+      onStatuses: options.onEndpointStatuses && ((statuses) => options.onEndpointStatuses!(this.withRefused(statuses))),
     });
     this.graph = options.graph;
     this.writers = options.dataplanes.map((dataplane) => {
@@ -277,7 +279,16 @@ export class Reconciler {
     return this.fatalError;
   }
   get endpointStatuses(): ReadonlyMap<string, EndpointStatus> {
-    return this.plumber.statuses;
+    return this.withRefused(this.plumber.statuses);
+  }
+
+  /** The plumber's statuses plus `error` for each endpoint refused for an address another holds. */
+  private withRefused(statuses: ReadonlyMap<string, EndpointStatus>): ReadonlyMap<string, EndpointStatus> {
+    const refused = this.graph.refusedEndpoints();
+    if (refused.size === 0) return statuses;
+    const merged = new Map(statuses);
+    for (const [key, { ref }] of refused) merged.set(key, { ref, status: 'error' });
+    return merged;
   }
 
   /** Liveness: the loop ticked recently and has not given up. */
@@ -324,7 +335,7 @@ export class Reconciler {
     const report = await this.reconcile(reason, false);
     if (report === null) return report;
     await this.plumber.settled();
-    return { ...report, endpointStatuses: this.plumber.statuses };
+    return { ...report, endpointStatuses: this.withRefused(this.plumber.statuses) };
   }
 
   /** `reconcileOnce`; `forceRead` reads the kernel even on the first attempt (in-pass verification). */
@@ -444,6 +455,14 @@ export class Reconciler {
         const family = changes.families[writers.dataplane.family];
         for (const table of TABLES) writers.tables[table].markDirty(family.chains[table]);
         writers.ipsets.markDirty(family);
+      }
+      if (changes.localEndpointsChanged) {
+        for (const [key, { address, owner }] of this.graph.refusedEndpoints()) {
+          const reason = `${address} ${owner}`;
+          if (this.refusedEndpointsReported.get(key) === reason) continue;
+          this.refusedEndpointsReported.set(key, reason);
+          this.log.warn({ endpoint: key, address, heldBy: owner }, 'local endpoint refused: another endpoint of this host claimed its address first; its traffic is dropped until that changes');
+        }
       }
       if (changes.localEndpointsChanged && this.log.isLevelEnabled('debug')) {
         for (const diagnostic of this.graph.diagnostics()) this.log.debug({ diagnostic }, 'compiler diagnostic');
@@ -579,7 +598,7 @@ export class Reconciler {
         durationMs,
         etcdToKernelMs,
         driftRepaired,
-        endpointStatuses: statuses,
+        endpointStatuses: this.withRefused(statuses),
       };
       this.recordSuccess(report, changes.any || readBack);
       return report;

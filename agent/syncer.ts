@@ -336,7 +336,7 @@ export class Syncer {
         if (key === READY_KEY) readyListed = true;
         listed.add(key);
         if (oversized) this.putInvalid(key, Number(kv.mod_revision), parseKey(key), 'value larger than the etcd client accepts in one message', updates);
-        else this.putKey(key, Number(kv.mod_revision), kv.value, updates, firstSync);
+        else this.putKey(key, Number(kv.mod_revision), Number(kv.create_revision), kv.value, updates, firstSync);
       }
       if (firstSync && updates.length > 0) this.onUpdates(updates);
       if (next === undefined) break;
@@ -402,7 +402,7 @@ export class Syncer {
     for (const event of response.events) {
       const key = event.kv.key.toString();
       if (event.type === 'Delete') this.deleteKey(key, updates);
-      else this.putKey(key, Number(event.kv.mod_revision), event.kv.value, updates, false);
+      else this.putKey(key, Number(event.kv.mod_revision), Number(event.kv.create_revision), event.kv.value, updates, false);
     }
     if (updates.length > 0) this.onUpdates(updates);
     const revision = Number(response.header.revision);
@@ -422,7 +422,7 @@ export class Syncer {
    * One key's value at `modRevision`: decoded and handed on unless this revision was already
    * seen. `fresh` (the first list): nothing is held yet, so nothing can be unchanged.
    */
-  private putKey(key: string, modRevision: number, value: Buffer, updates: DatastoreUpdate[], fresh: boolean): void {
+  private putKey(key: string, modRevision: number, createRevision: number, value: Buffer, updates: DatastoreUpdate[], fresh: boolean): void {
     if (!fresh && this.revisions.get(key) === modRevision) return;
     const decoded = decodeEntry(key, value.toString());
     if (decoded.ok === 'ignored') return;
@@ -447,7 +447,8 @@ export class Syncer {
         return;
       case 'endpoint':
         this.revisions.set(key, modRevision);
-        updates.push({ kind: 'endpoint', key, input: { ref: entry.ref, endpoint: entry.endpoint } });
+        // The create revision says which of two endpoints claiming one address came first.
+        updates.push({ kind: 'endpoint', key, input: { ref: entry.ref, endpoint: entry.endpoint, createRevision } });
         return;
       default:
         // Config and pools are not consumed by the agent (configuration comes from flags/env/file).

@@ -28,8 +28,9 @@
  * - Inputs are never mutated; endpoints are kept compactly (one array of interned profile ids and
  *   member-form addresses, EndpointRecord), and full objects only for this host's endpoints.
  */
-import { detach, type Endpoint, type IpVersion, type Rules, type Tags } from '../src/model/index.js';
-import { duplicateInterface, ipsetTooLarge, missingProfile, prefixlessEndpoint, sortDiagnostics } from './diagnostics.js';
+import { detach, type Endpoint, type EndpointRef, type IpVersion, type Rules, type Tags } from '../src/model/index.js';
+import { duplicateAddress, duplicateInterface, ipsetTooLarge, missingProfile, prefixlessEndpoint, sortDiagnostics } from './diagnostics.js';
+import { refusedByAddress, type Refusal } from './local-claims.js';
 import { renderDispatchChains } from './dispatch-chains.js';
 import { renderEndpointChains, type EndpointChains } from './endpoint-chains.js';
 import { renderGlobalChains, type GlobalChains } from './global-chains.js';
@@ -232,6 +233,13 @@ function increment(counts: Map<string, number>, key: string, delta: number): num
   return count;
 }
 
+/** The smallest key of a non-empty set (the interface claim's winner). */
+function smallest(keys: ReadonlySet<string>): string {
+  let key = '';
+  for (const candidate of keys) if (key === '' || candidate < key) key = candidate;
+  return key;
+}
+
 export class CalcGraph {
   private readonly config: CompilerConfig;
   private readonly families: Record<IpVersion, FamilyState>;
@@ -259,6 +267,8 @@ export class CalcGraph {
   /** Profile → keys of this host's (prefixed) endpoints listing it. */
   private readonly localByProfile = new Map<string, Set<string>>();
   private readonly winners = new Map<string, LocalWinner>();
+  /** Interface winners refused because an earlier endpoint holds one of their addresses. */
+  private refused = new Map<string, Refusal>();
 
   // Derived, reference-counted.
   private readonly usedCount = new Map<string, number>();
@@ -412,6 +422,11 @@ export class CalcGraph {
     }
   }
 
+  /** This host's endpoints refused because an earlier endpoint holds one of their addresses, by key. */
+  refusedEndpoints(): ReadonlyMap<string, Refusal & { ref: EndpointRef }> {
+    return new Map([...this.refused].map(([key, refusal]) => [key, { ...refusal, ref: this.local.get(key)!.ref }]));
+  }
+
   /** Profiles with rules or tags (or both). */
   get profileCount(): number {
     return this.profilesPresent;
@@ -425,12 +440,13 @@ export class CalcGraph {
     const diagnostics: Diagnostic[] = [...this.prefixless.values()];
     for (const [iface, keys] of this.claims) {
       if (keys.size < 2) continue;
-      const winner = this.winners.get(iface)!.key;
+      const winner = smallest(keys);
       for (const key of keys) {
         if (key === winner) continue;
         diagnostics.push(duplicateInterface(key, iface, winner));
       }
     }
+    for (const [key, { address, owner }] of this.refused) diagnostics.push(duplicateAddress(key, address, owner));
     for (const [id, count] of this.missingCount) diagnostics.push(missingProfile(id, count));
     for (const family of FAMILIES) {
       for (const set of this.families[family].setsByTag.values()) {
@@ -555,6 +571,7 @@ export class CalcGraph {
    */
   private updateWinners(touched: Set<string>): boolean {
     let dispatchDirty = false;
+    if (this.dirtyInterfaces.size > 0) this.updateRefused();
     for (const iface of this.dirtyInterfaces) {
       const before = this.winners.get(iface);
       if (before !== undefined) {
@@ -562,7 +579,8 @@ export class CalcGraph {
         if (before.missing !== undefined) increment(this.missingCount, before.missing, -1);
       }
       const claimants = this.claims.get(iface);
-      if (claimants === undefined) {
+      const candidate = claimants === undefined ? undefined : smallest(claimants);
+      if (candidate === undefined || this.refused.has(candidate)) {
         if (before !== undefined) {
           this.winners.delete(iface);
           for (const family of FAMILIES) {
@@ -574,8 +592,7 @@ export class CalcGraph {
         }
         continue;
       }
-      let key = '';
-      for (const claimant of claimants) if (key === '' || claimant < key) key = claimant;
+      const key = candidate;
       const input = this.local.get(key)!;
       const used: string[] = [];
       let missing: string | undefined;
@@ -603,6 +620,28 @@ export class CalcGraph {
     this.dirtyInterfaces.clear();
     if (this.localChanged) this.localView = undefined;
     return dispatchDirty;
+  }
+
+  /**
+   * Re-decides which interface winners an earlier endpoint's address claim refuses
+   * (local-claims.ts, over every interface: one endpoint's new address can refuse another's);
+   * the interfaces whose refusal changed become dirty.
+   */
+  private updateRefused(): void {
+    const candidates: [string, EndpointInput][] = [];
+    for (const claimants of this.claims.values()) {
+      const key = smallest(claimants);
+      candidates.push([key, this.local.get(key)!]);
+    }
+    const refused = refusedByAddress(candidates);
+    for (const key of new Set([...refused.keys(), ...this.refused.keys()])) {
+      const now = refused.get(key);
+      const before = this.refused.get(key);
+      if (now?.address === before?.address && now?.owner === before?.owner) continue;
+      const iface = this.local.get(key)?.endpoint.name;
+      if (iface !== undefined) this.dirtyInterfaces.add(iface);
+    }
+    this.refused = refused;
   }
 
   /** Activates, re-renders or retires each touched profile's chains, and the sets their tags need. */

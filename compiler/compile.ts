@@ -7,8 +7,9 @@
  * What is produced (see the per-module headers for the chain semantics):
  * - global chains + hooks (global-chains.ts), dispatch chains (dispatch-chains.ts);
  * - per local endpoint (`ref.host === snapshot.hostname`, interface name starting with the
- *   workload prefix; on a shared interface name the smallest etcd key wins) its two endpoint
- *   chains (endpoint-chains.ts);
+ *   workload prefix; on a shared interface name the smallest etcd key wins; an active one whose
+ *   address an earlier endpoint holds is refused, local-claims.ts) its two endpoint chains
+ *   (endpoint-chains.ts);
  * - per profile used by an active local endpoint (its profile ids up to the first missing one)
  *   its two profile chains (profile-chains.ts); profiles of other hosts produce nothing;
  * - per (family, tag referenced by a rendered rule) one ipset of the addresses of every endpoint,
@@ -19,7 +20,8 @@
  * Ignored local endpoints, missing profiles and oversized sets are reported as Diagnostics.
  */
 import type { IpVersion } from '../src/model/index.js';
-import { duplicateInterface, missingProfile, prefixlessEndpoint, sortDiagnostics } from './diagnostics.js';
+import { duplicateAddress, duplicateInterface, missingProfile, prefixlessEndpoint, sortDiagnostics } from './diagnostics.js';
+import { refusedByAddress } from './local-claims.js';
 import { renderDispatchChains } from './dispatch-chains.js';
 import { renderEndpointChains } from './endpoint-chains.js';
 import { renderGlobalChains } from './global-chains.js';
@@ -41,13 +43,20 @@ function localEndpointsOf(snapshot: Snapshot): { local: Map<string, EndpointInpu
     }
     claims.set(iface, [...(claims.get(iface) ?? []), [key, input]]);
   }
-  const local = new Map<string, EndpointInput>();
+  const winners: [string, string, EndpointInput][] = [];
   for (const iface of [...claims.keys()].sort()) {
     const [[winnerKey, winner], ...losers] = claims.get(iface)!.sort(([a], [b]) => (a < b ? -1 : 1)) as [[string, EndpointInput], ...[string, EndpointInput][]];
-    local.set(iface, winner);
+    winners.push([iface, winnerKey, winner]);
     for (const [loser] of losers) {
       diagnostics.push(duplicateInterface(loser, iface, winnerKey));
     }
+  }
+  const refused = refusedByAddress(winners.map(([, key, input]) => [key, input] as const));
+  const local = new Map<string, EndpointInput>();
+  for (const [iface, key, input] of winners) {
+    const refusal = refused.get(key);
+    if (refusal === undefined) local.set(iface, input);
+    else diagnostics.push(duplicateAddress(key, refusal.address, refusal.owner));
   }
   return { local, diagnostics };
 }

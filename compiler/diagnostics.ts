@@ -13,6 +13,10 @@ export function duplicateInterface(loser: string, iface: string, winner: string)
   return { kind: 'invalid-endpoint', subject: loser, message: `interface ${iface} is already used by ${winner}; endpoint ignored` };
 }
 
+export function duplicateAddress(loser: string, address: string, owner: string): Diagnostic {
+  return { kind: 'invalid-endpoint', subject: loser, message: `address ${address} is already used by ${owner}; endpoint refused` };
+}
+
 export function missingProfile(id: string, endpoints: number): Diagnostic {
   return {
     kind: 'missing-profile',

@@ -47,6 +47,8 @@ export interface ProfileInput {
 export interface EndpointInput {
   ref: EndpointRef;
   endpoint: Endpoint;
+  /** etcd create revision of the endpoint's key, when known: who claimed an address first (local-claims.ts). */
+  createRevision?: number;
 }
 
 export interface Snapshot {

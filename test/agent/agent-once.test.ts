@@ -2,7 +2,8 @@
  * Smoke test of the built binary (`npm run build` first): `calico-agent --once` against a real
  * etcd programs a throwaway network namespace; `--once --dry-run` prints the plan and changes
  * nothing; a second `--once` writes 0 bytes; bad configuration, a configured backend that is not
- * installed and a dead etcd fail with one line.
+ * installed and a dead etcd fail with one line; a local endpoint claiming another's address is
+ * refused.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
@@ -156,6 +157,26 @@ describe('calico-agent --once', () => {
     const last = result.stderr.trimEnd().split('\n').at(-1) ?? '';
     expect(last).toMatch(/^calico-agent: dataplane write cannot succeed: .*not permitted.*\(calico-agent needs root, or CAP_NET_ADMIN \(and CAP_SYS_ADMIN with --dataplane-netns\)\)$/i);
     expect(result.stderr).not.toMatch(/\\n\s+at /);
+  });
+
+  test('a second local endpoint claiming an address the first holds is refused: status error, one warning, no chains; the first keeps it', async () => {
+    const thief: EndpointRef = { ...ref, workload: 'w2', endpointId: 'e2' };
+    await client.put(endpointKey(thief)).value(
+      JSON.stringify({ state: 'active', name: 'cali2', profile_ids: ['WEB'], ipv4_nets: ['192.0.2.1/32'], ipv6_nets: [] }),
+    );
+    try {
+      const result = await once();
+      expect(result.code).toBe(0);
+      const warning = result.logs.find((l) => l.msg === 'local endpoint refused: another endpoint of this host claimed its address first; its traffic is dropped until that changes');
+      expect(warning).toMatchObject({ level: 40, endpoint: endpointKey(thief), address: '192.0.2.1', heldBy: endpointKey(ref) });
+      expect(await client.get(endpointStatusKey(thief)).string()).toBe('{"status":"error"}');
+      const { v4 } = await kernel();
+      expect(v4).toMatch(/^:cali-tw-cali1 /m);
+      expect(v4).not.toMatch(/cali-tw-cali2/);
+    } finally {
+      await client.delete().key(endpointKey(thief));
+      await client.delete().key(endpointStatusKey(thief));
+    }
   });
 
   test('etcd unreachable: exit 1 with one line', async () => {

@@ -37,8 +37,13 @@ const endpointArb: fc.Arbitrary<[string, EndpointInput]> = fc
     profile_ids: fc.subarray(PROFILE_IDS.concat('missing')).chain((ids) => fc.shuffledSubarray(ids, { minLength: ids.length })),
     v4: fc.subarray(['192.0.2.1/32', '192.0.2.2/32', '192.0.2.3/32', '203.0.113.0/28', '0.0.0.0/0']),
     v6: fc.subarray(['2001:db8::1/128', '2001:db8:5::/64']),
+    // Who claimed a shared address first (local-claims.ts); absent on some, as in old data.
+    createRevision: fc.option(fc.integer({ min: 1, max: 20 }), { nil: undefined }),
   })
-  .map((e) => endpointInput(e.host, e.id, { state: e.state, name: e.name, profile_ids: e.profile_ids, ipv4_nets: e.v4, ipv6_nets: e.v6 }));
+  .map((e): [string, EndpointInput] => {
+    const [key, input] = endpointInput(e.host, e.id, { state: e.state, name: e.name, profile_ids: e.profile_ids, ipv4_nets: e.v4, ipv6_nets: e.v6 });
+    return [key, e.createRevision === undefined ? input : { ...input, createRevision: e.createRevision }];
+  });
 
 export type Op =
   | { op: 'rules'; id: string; value: ProfileInput['rules'] }

@@ -29,7 +29,7 @@ describe('defaults', () => {
       interfacePrefix: 'cali',
       iptablesBackend: 'auto',
       refreshIntervalMs: 60_000,
-      refreshMinIntervalMs: 5_000,
+      refreshMinIntervalMs: 4_000,
       hookCheckIntervalMs: 2_000,
       healthListen: { host: '127.0.0.1', port: 9099 },
       logLevel: 'info',

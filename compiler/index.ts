@@ -22,7 +22,6 @@ export {
 } from './plan.js';
 export * from './names.js';
 export { PacketWalker, protocolNumber, UnsupportedRuleError, type Hop, type TracedPacket, type WalkResult, type WalkStep } from './packet-eval.js';
-export { renderProfileChain } from './profile-chains.js';
 export {
   partyOf,
   resolveParty,

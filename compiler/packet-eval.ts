@@ -14,7 +14,7 @@
  * does not follow fails loudly (tests compile random policies and walk every rule) instead of
  * tracing a packet through a rule it misreads.
  */
-import { cidrContains, type IpVersion } from '../src/model/index.js';
+import { cidrContains, PROTOCOL_NUMBERS, type IpVersion } from '../src/model/index.js';
 import { HASH_COMMENT_PREFIX } from './names.js';
 import type { ChainSpec, FamilySpec, HookSpec, TableName } from './types.js';
 
@@ -87,12 +87,12 @@ interface ParsedRule {
 }
 
 const HASH_COMMENT = new RegExp(`^${HASH_COMMENT_PREFIX}[0-9a-f]+$`);
-const PROTOCOL_NUMBERS: Readonly<Record<string, number>> = { icmp: 1, tcp: 6, udp: 17, icmpv6: 58, sctp: 132, udplite: 136 };
 
 /** An iptables protocol argument (name or number) as a number; undefined if unknown. */
 export function protocolNumber(text: string): number | undefined {
   if (/^\d{1,3}$/.test(text) && Number(text) <= 255) return Number(text);
-  return PROTOCOL_NUMBERS[text];
+  const number = Object.keys(PROTOCOL_NUMBERS).find((key) => PROTOCOL_NUMBERS[key] === text);
+  return number === undefined ? undefined : Number(number);
 }
 
 /** The module options the compiler emits (`module:option`); anything else is a global option. */
@@ -212,22 +212,14 @@ export function parseRule(chain: string, text: string, setHas: (set: string, add
         break;
       }
       case 'tcp:--source-port':
-      case 'udp:--source-port': {
-        const port = next();
-        add((p) => portInList(port, p.sourcePort));
-        break;
-      }
-      case 'tcp:--destination-port':
-      case 'udp:--destination-port': {
-        const port = next();
-        add((p) => portInList(port, p.destinationPort));
-        break;
-      }
+      case 'udp:--source-port':
       case 'multiport:--source-ports': {
         const list = next();
         add((p) => portInList(list, p.sourcePort));
         break;
       }
+      case 'tcp:--destination-port':
+      case 'udp:--destination-port':
       case 'multiport:--destination-ports': {
         const list = next();
         add((p) => portInList(list, p.destinationPort));

@@ -21,6 +21,7 @@ import {
   type TraceParty,
   type TraceResult,
 } from '../../compiler/index.js';
+import { protocolName as nameOfProtocol } from '../model/index.js';
 import { CliError, splitOptions, UsageError, type CliContext } from './cli-context.js';
 import { prettyRule } from './rule-text.js';
 
@@ -208,7 +209,7 @@ function traceReport(cluster: ClusterSnapshot, parties: [TraceParty, TraceParty]
   const at = (side: SideReport): string => `${side.direction} at endpoint ${side.endpoint}`;
   const reason = denied ? `${denied.explanation}, ${at(denied)}` : sides.map((side) => `${side.explanation}, ${at(side)}`).join('; ');
   const party = (p: TraceParty) => ({ address: p.address, endpoint: p.kind === 'endpoint' ? p.input.ref.endpointId : null });
-  const protocol = packet.protocol === undefined ? null : (Object.entries({ icmp: 1, tcp: 6, udp: 17, icmpv6: 58 }).find(([, n]) => n === packet.protocol)?.[0] ?? String(packet.protocol));
+  const protocol = packet.protocol === undefined ? null : nameOfProtocol(String(packet.protocol));
   return {
     revision,
     packet: { ...packet, protocol },

@@ -36,8 +36,6 @@ import type { AgentMetrics } from './metrics.js';
 /** A list page carries about this many bytes of keys and values (the count adapts to it). */
 const PAGE_BYTES = 8 * 1024 * 1024;
 
-type ListPage = IRangeResponse;
-
 /** What changed, for latency accounting: the etcd revision and when we received it. */
 export interface SyncerChange {
   revision: number;
@@ -302,7 +300,7 @@ export class Syncer {
     // limit) is asked for again at half the count, down to one key; a single value that still
     // does not fit is listed by its key alone and treated as invalid.
     let count = this.pageSize;
-    const fetchBounded = async (start: Buffer, revision: string | undefined): Promise<{ page: ListPage; oversized: boolean }> => {
+    const fetchBounded = async (start: Buffer, revision: string | undefined): Promise<{ page: IRangeResponse; oversized: boolean }> => {
       for (;;) {
         try {
           return { page: await fetchPage(start, revision, count), oversized: false };

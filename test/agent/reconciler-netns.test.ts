@@ -18,6 +18,7 @@ import { HookWatch } from '../../agent/hook-watch.js';
 import { Reconciler, type ReconcilerOptions } from '../../agent/reconciler.js';
 import { decodeEndpoint, decodeRules, endpointKey, type EndpointRef } from '../../src/model/index.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
+import { until } from '../helpers/until.js';
 
 let netns: Netns;
 let runner: CommandRunner;
@@ -48,6 +49,20 @@ async function makeReconciler(extra: Partial<ReconcilerOptions> = {}): Promise<R
 }
 
 const save = async (): Promise<string> => (await netns.exec(['iptables-nft-save', '-t', 'filter'])).stdout.replace(/^#.*\n/gm, '');
+
+/** Starts the daemon loop and waits for its first pass; `fatal()` is the error it gave up with, if any. */
+async function startLoop(extra: Partial<ReconcilerOptions>): Promise<{ reconciler: Reconciler; fatal: () => Error | undefined }> {
+  const reconciler = await makeReconciler(extra);
+  let fatal: Error | undefined;
+  reconciler.start((error) => (fatal = error));
+  try {
+    await until('the first pass', () => reconciler.applied);
+  } catch (error) {
+    await reconciler.stop();
+    throw error;
+  }
+  return { reconciler, fatal: () => fatal };
+}
 
 beforeAll(async () => {
   netns = await createNetns('reconciler');
@@ -100,23 +115,14 @@ describe('reconciler in a real namespace', () => {
 
   test('the daemon loop repairs a chain someone flushed, rewriting only that chain', async () => {
     const metrics = createAgentMetrics();
-    const reconciler = await makeReconciler({ refreshIntervalMs: 200, metrics });
-    let fatal: Error | undefined;
-    reconciler.start((error) => (fatal = error));
+    const { reconciler, fatal } = await startLoop({ refreshIntervalMs: 200, metrics });
     try {
-      const deadline = Date.now() + 10_000;
-      while (!reconciler.applied && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       const good = await save();
       expect(good).toMatch(/^-A cali-pri-WEB /m);
 
       await netns.exec(['iptables-nft', '-F', 'cali-pri-WEB']);
       expect(await save()).not.toMatch(/^-A cali-pri-WEB /m);
-      let repaired = false;
-      while (!repaired && Date.now() < deadline + 5_000) {
-        await new Promise((r) => setTimeout(r, 50));
-        repaired = /^-A cali-pri-WEB /m.test(await save());
-      }
-      expect(repaired).toBe(true);
+      await until('the flushed chain repaired', async () => /^-A cali-pri-WEB /m.test(await save()));
       expect(await save()).toBe(good);
       const drift = (await metrics.registry.getSingleMetric('calico_agent_drift_repairs_total')?.get())?.values ?? [];
       expect(drift.find((v) => v.labels.family === 'v4')?.value).toBeGreaterThanOrEqual(1);
@@ -124,7 +130,7 @@ describe('reconciler in a real namespace', () => {
       const v4FilterWrites = bytes.find((v) => v.labels.family === 'v4' && v.labels.table === 'filter' && (v as { metricName?: string }).metricName === 'calico_agent_restore_bytes_sum');
       // Only the flushed chain was rewritten: far less than the whole table.
       expect(Number(v4FilterWrites?.value)).toBeLessThan(good.length);
-      expect(fatal).toBeUndefined();
+      expect(fatal()).toBeUndefined();
       expect(reconciler.isLive()).toBe(true);
     } finally {
       await reconciler.stop();
@@ -132,21 +138,11 @@ describe('reconciler in a real namespace', () => {
   });
   test('a chain and a set someone else references are left in place (never fatal), and deleted once the reference goes', async () => {
     const g = graph();
-    let fatal: Error | undefined;
     let failures = 0;
     let passes = 0;
-    const reconciler = await makeReconciler({ graph: g, refreshIntervalMs: 200, onApplied: () => passes++, onFailed: () => failures++ });
-    const until = async (what: string, check: () => Promise<boolean>): Promise<void> => {
-      const deadline = Date.now() + 10_000;
-      while (!(await check())) {
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    };
+    const { reconciler, fatal } = await startLoop({ graph: g, refreshIntervalMs: 200, onApplied: () => passes++, onFailed: () => failures++ });
     const sets = async () => (await netns.exec(['ipset', 'list', '-n'])).stdout.split('\n');
-    reconciler.start((error) => (fatal = error));
     try {
-      await until('the first pass', async () => reconciler.applied);
       // Another program jumps to our profile chain and matches on our tag set.
       await netns.exec(['iptables-nft-restore', '--noflush'], {
         input: ['*filter', ':FOREIGN2 - [0:0]', '-A FOREIGN2 -j cali-pri-WEB', '-A FOREIGN2 -m set --match-set cali4-tag-WEB src -j ACCEPT', 'COMMIT', ''].join('\n'),
@@ -161,14 +157,14 @@ describe('reconciler in a real namespace', () => {
       expect(kept).toMatch(/^-A cali-pri-WEB /m);
       expect(kept).not.toMatch(/^:cali-pro-WEB /m); // not referenced: deleted
       expect(await sets()).toContain('cali4-tag-WEB');
-      expect(fatal).toBeUndefined();
+      expect(fatal()).toBeUndefined();
       expect(failures).toBe(0);
 
       // The reference goes: after the next read-back our leftovers are deleted too.
       await netns.exec(['iptables-nft', '-F', 'FOREIGN2']);
       await netns.exec(['iptables-nft', '-X', 'FOREIGN2']);
       await until('the leftovers deleted', async () => !/^:cali-pri-WEB /m.test(await save()) && !(await sets()).includes('cali4-tag-WEB'));
-      expect(fatal).toBeUndefined();
+      expect(fatal()).toBeUndefined();
       expect(reconciler.isLive()).toBe(true);
     } finally {
       await reconciler.stop();
@@ -176,29 +172,25 @@ describe('reconciler in a real namespace', () => {
   });
   test('the fast hook check puts our hook back in front of a foreign rule inserted ahead of it, long before the full read-back', async () => {
     // No read-back of any kind during the test (periodic or after our writes): only the hook check can see the foreign rule.
-    const reconciler = await makeReconciler({ refreshIntervalMs: 600_000, postWriteCheckMinMs: 600_000, postWriteCheckMaxMs: 600_000 });
+    const { reconciler, fatal } = await startLoop({ refreshIntervalMs: 600_000, postWriteCheckMinMs: 600_000, postWriteCheckMaxMs: 600_000 });
     const backend = await selectIptablesBackend(runner, 'nft');
     const watch = new HookWatch({ runner, backend, families: [4, 6], observer: reconciler, log: silentLogger(), intervalMs: 0 });
-    let fatal: Error | undefined;
-    reconciler.start((error) => (fatal = error));
     const firstForwardRule = async () => (await save()).split('\n').find((line) => line.startsWith('-A FORWARD '));
     try {
-      const deadline = Date.now() + 10_000;
-      while (!reconciler.applied && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       expect(await firstForwardRule()).toMatch(/-j cali-FORWARD$/);
       expect(await watch.checkOnce()).toEqual([]);
 
       await netns.exec(['iptables-nft', '-I', 'FORWARD', '1', '-j', 'ACCEPT']);
       expect(await firstForwardRule()).toBe('-A FORWARD -j ACCEPT');
       expect(await watch.checkOnce()).toEqual(['v4:filter']);
-      while (!/-j cali-FORWARD$/.test((await firstForwardRule()) ?? '') && Date.now() < deadline + 5_000) await new Promise((r) => setTimeout(r, 20));
+      await until('our hook back in front', async () => /-j cali-FORWARD$/.test((await firstForwardRule()) ?? ''));
       expect(await firstForwardRule()).toMatch(/-j cali-FORWARD$/);
       // The foreign rule is left where its owner can find it, behind ours; our hook is not duplicated.
       const forward = (await save()).split('\n').filter((line) => line.startsWith('-A FORWARD '));
       expect(forward).toContain('-A FORWARD -j ACCEPT');
       expect(forward.filter((line) => line.endsWith('-j cali-FORWARD'))).toHaveLength(1);
       expect(await watch.checkOnce()).toEqual([]);
-      expect(fatal).toBeUndefined();
+      expect(fatal()).toBeUndefined();
     } finally {
       await watch.stop();
       await reconciler.stop();
@@ -207,19 +199,14 @@ describe('reconciler in a real namespace', () => {
 
   test('an ACCEPT slipped into one of our chains is removed at the refresh floor (a small dataplane reads cheaply), not at the 60 s interval', async () => {
     // Post-write checks off: only the periodic read-back, at its floor, can see the tampering.
-    const reconciler = await makeReconciler({ refreshIntervalMs: 60_000, refreshFloorMs: 300, postWriteCheckMinMs: 600_000, postWriteCheckMaxMs: 600_000 });
-    let fatal: Error | undefined;
-    reconciler.start((error) => (fatal = error));
+    const { reconciler, fatal } = await startLoop({ refreshIntervalMs: 60_000, refreshFloorMs: 300, postWriteCheckMinMs: 600_000, postWriteCheckMaxMs: 600_000 });
     try {
-      const deadline = Date.now() + 10_000;
-      while (!reconciler.applied && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       const good = await save();
       await netns.exec(['iptables-nft', '-I', 'cali-pri-WEB', '1', '-j', 'ACCEPT']);
       expect(await save()).toMatch(/^-A cali-pri-WEB -j ACCEPT$/m);
-      const tamperedAt = Date.now();
-      while (/^-A cali-pri-WEB -j ACCEPT$/m.test(await save()) && Date.now() < tamperedAt + 5_000) await new Promise((r) => setTimeout(r, 50));
+      await until('the ACCEPT removed', async () => !/^-A cali-pri-WEB -j ACCEPT$/m.test(await save()), 5_000);
       expect(await save()).toBe(good);
-      expect(fatal).toBeUndefined();
+      expect(fatal()).toBeUndefined();
     } finally {
       await reconciler.stop();
     }

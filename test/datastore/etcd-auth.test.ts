@@ -18,6 +18,7 @@ import { calicoctl } from '../cli/run-calicoctl.js';
 import { freePort, startEtcd, type EtcdInstance } from '../helpers/etcd.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
 import { runNode } from '../helpers/run-node.js';
+import { until } from '../helpers/until.js';
 import { REPO_ROOT } from '../lab/lab.js';
 
 const run = promisify(execFile);
@@ -123,30 +124,24 @@ describe('etcd authentication and least-privilege roles', () => {
     let log = '';
     daemon.stderr?.on('data', (d: Buffer) => (log += d.toString()));
     const status = async () => (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { appliedRevision: number };
-    const until = async (what: string, check: () => Promise<boolean>): Promise<void> => {
-      const deadline = Date.now() + 15_000;
-      while (!(await check().catch(() => false))) {
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; agent log:\n${log.slice(-3000)}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    };
+    const waitFor = (what: string, check: () => Promise<boolean>) => until(() => `${what}; agent log:\n${log.slice(-3000)}`, check, 15_000);
     const writerKv = gatewayKv({ endpoints: [etcd.endpoint], tls: {}, auth: { username: 'calico-policy-writer', password: PASSWORDS.writer } });
     const writerStore = new CalicoStore(writerKv);
     try {
-      await until('the agent ready', async () => (await fetch(`http://127.0.0.1:${port}/readiness`)).status === 200);
+      await waitFor('the agent ready', async () => (await fetch(`http://127.0.0.1:${port}/readiness`)).status === 200);
       const reports = async () => (await readHostStatuses(writerKv)).find((h) => h.host === HOST);
-      await until('its status published', async () => (await reports())?.alive === true);
+      await waitFor('its status published', async () => (await reports())?.alive === true);
       // etcd drops every token of calico-agent (its password set again).
       await run('sh', ['-c', `printf '%s\\n' "$P" | etcdctl user passwd calico-agent --interactive=false`], {
         env: { ...process.env, P: PASSWORDS.agent, ETCDCTL_API: '3', ETCDCTL_ENDPOINTS: etcd.endpoint, ETCDCTL_USER: `root:${PASSWORDS.root}` },
       });
       await writerStore.updateRules('WEB', (rules) => ({ ...rules, inbound_rules: [...rules.inbound_rules, { action: 'allow', protocol: 'tcp', dst_ports: [8080] }] }));
       const revision = writerStore.lastWriteRevision!;
-      await until('the change enforced', async () => (await status()).appliedRevision >= revision);
+      await waitFor('the change enforced', async () => (await status()).appliedRevision >= revision);
       expect((await netns.exec(['iptables-nft-save', '-t', 'filter'])).stdout).toMatch(/^-A cali-pri-WEB .*8080/m);
       const published = await (async () => {
         let seen = 0;
-        await until('its dataplane status at the new revision', async () => {
+        await waitFor('its dataplane status at the new revision', async () => {
           seen = (await reports())?.dataplane?.revision ?? 0;
           return seen >= revision;
         });

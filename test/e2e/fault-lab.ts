@@ -326,14 +326,7 @@ export function metricSum(text: string, name: string, labels: Record<string, str
   return sum;
 }
 
-/** Polls `check` (a failing check counts as false) until it holds; throws after `timeoutMs`. */
-export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+export { until } from '../helpers/until.js';
 
 export async function metrics(agent: LabAgent): Promise<string> {
   const response = await httpGet(agent, '/metrics');

@@ -236,7 +236,9 @@ function validRules(list: Record<string, unknown>[]): Record<string, unknown>[] 
   });
 }
 
-const ADDRESSES = ['10.1.2.3', '10.1.9.9', '10.2.0.5', '10.3.0.1', 'fd00::2', 'fd00::7'];
+/** One IPv4 address per endpoint (up to 5), distinct: two local endpoints sharing one would see the later refused. */
+const V4_ADDRESSES = ['10.1.2.3', '10.1.9.9', '10.2.0.5', '10.3.0.1', '10.1.2.4'];
+const V6_ADDRESSES = ['fd00::2', 'fd00::7'];
 const clusterArb: fc.Arbitrary<ClusterSnapshot> = fc
   .record({
     profiles: fc.array(
@@ -265,8 +267,8 @@ const clusterArb: fc.Arbitrary<ClusterSnapshot> = fc
           name: `cali${i}`,
           profile_ids: e.profiles,
           ...(e.mac !== undefined ? { mac: e.mac } : {}),
-          ipv4_nets: [`${ADDRESSES[i % 4]!}/32`],
-          ipv6_nets: i < 2 ? [`${ADDRESSES[4 + i]!}/128`] : [],
+          ipv4_nets: [`${V4_ADDRESSES[i]!}/32`],
+          ipv6_nets: i < 2 ? [`${V6_ADDRESSES[i]!}/128`] : [],
         }),
       ),
     );

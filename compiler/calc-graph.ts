@@ -269,6 +269,8 @@ export class CalcGraph {
   private readonly winners = new Map<string, LocalWinner>();
   /** Interface winners refused because an earlier endpoint holds one of their addresses. */
   private refused = new Map<string, Refusal>();
+  /** A local endpoint changed since the refusals were decided (they depend on nothing else). */
+  private addressClaimsChanged = false;
 
   // Derived, reference-counted.
   private readonly usedCount = new Map<string, number>();
@@ -533,6 +535,7 @@ export class CalcGraph {
   /** Updates the local indexes for one key (undefined: not a local endpoint any more). */
   private setLocal(key: string, input: EndpointInput | undefined): void {
     const before = this.local.get(key);
+    this.addressClaimsChanged = true;
     if (before !== undefined) {
       this.local.delete(key);
       const claimants = this.claims.get(before.endpoint.name)!;
@@ -571,7 +574,10 @@ export class CalcGraph {
    */
   private updateWinners(touched: Set<string>): boolean {
     let dispatchDirty = false;
-    if (this.dirtyInterfaces.size > 0) this.updateRefused();
+    if (this.addressClaimsChanged) {
+      this.updateRefused();
+      this.addressClaimsChanged = false;
+    }
     for (const iface of this.dirtyInterfaces) {
       const before = this.winners.get(iface);
       if (before !== undefined) {

@@ -6,6 +6,7 @@
  */
 import type * as z from 'zod/mini';
 import { endpointSchema, poolSchema, tagsSchema, type Endpoint, type Pool, type Tags } from './endpoint.js';
+import { fastEndpoint } from './endpoint-fast-path.js';
 import { ID_PATTERN } from './ids.js';
 import { isValidEndpointRef, parseKey, type EndpointRef, type KeyRef } from './keys.js';
 import { LIMITS } from './limits.js';
@@ -46,9 +47,12 @@ export function parseJson(text: string): { ok: true; value: unknown } | { ok: fa
   }
 }
 
-function decodeWith<T>(schema: z.ZodMiniType<T>, text: string): { ok: true; value: T } | { ok: false; reason: string } {
+/** `fast` may decide first (a schema's fast path: the schema's own output, or undefined to defer). */
+function decodeWith<T>(schema: z.ZodMiniType<T>, text: string, fast?: (value: unknown) => T | undefined): { ok: true; value: T } | { ok: false; reason: string } {
   const json = parseJson(text);
   if (!json.ok) return json;
+  const decided = fast?.(json.value);
+  if (decided !== undefined) return { ok: true, value: decided };
   const parsed = schema.safeParse(json.value);
   return parsed.success ? { ok: true, value: parsed.data } : { ok: false, reason: formatIssues(parsed.error) };
 }
@@ -60,7 +64,7 @@ export function decodeTags(text: string) {
   return decodeWith(tagsSchema, text);
 }
 export function decodeEndpoint(text: string) {
-  return decodeWith(endpointSchema, text);
+  return decodeWith(endpointSchema, text, fastEndpoint);
 }
 
 /** The kinds of value decoded here whose size is bounded (LIMITS.valueChars). */

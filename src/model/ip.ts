@@ -143,8 +143,85 @@ export function formatCidr(cidr: ParsedCidr): string {
   return `${formatIp(cidr.version, cidr.bytes)}/${cidr.prefix}`;
 }
 
+/** An IPv4 CIDR already in canonical form (decimal octets and prefix without leading zeros). */
+const CANONICAL_IPV4_CIDR = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\/(?:3[0-2]|[12]?\d)$/;
+
+/** Hex digit value of a lower-case hex character code, or -1. */
+function lowerHexDigit(code: number): number {
+  if (code >= 48 && code <= 57) return code - 48;
+  if (code >= 97 && code <= 102) return code - 87;
+  return -1;
+}
+
+const groupsSeen = new Array<number>(8).fill(0);
+
+/**
+ * Whether `text[0, end)` is an IPv6 address exactly as formatIpv6 writes it: lower-case groups
+ * without leading zeros, `::` for the first longest run of two or more zero groups and nowhere
+ * else, and not an IPv4-mapped address (written with a dotted tail). False means "parse it".
+ */
+function isCanonicalIpv6(text: string, end: number): boolean {
+  let n = 0;
+  let gap = -1;
+  let i = 0;
+  if (text.startsWith('::')) {
+    gap = 0;
+    i = 2;
+  }
+  while (i < end) {
+    const start = i;
+    let value = 0;
+    for (let digit = lowerHexDigit(text.charCodeAt(i)); i < end && digit >= 0; digit = lowerHexDigit(text.charCodeAt(++i))) value = value * 16 + digit;
+    const length = i - start;
+    if (length === 0 || length > 4 || (length > 1 && text.charCodeAt(start) === 48) || n === 8) return false;
+    groupsSeen[n++] = value;
+    if (i === end) break;
+    if (text.charCodeAt(i) !== 58) return false;
+    i++;
+    if (i < end && text.charCodeAt(i) === 58) {
+      if (gap >= 0) return false;
+      gap = n;
+      i++;
+    } else if (i === end) return false;
+  }
+  if (gap < 0) {
+    if (n !== 8) return false;
+    for (let g = 1; g < 8; g++) if (groupsSeen[g] === 0 && groupsSeen[g - 1] === 0) return false;
+    return true;
+  }
+  const run = 8 - n;
+  if (run < 2) return false;
+  // The compressed run must not touch a zero group, and no explicit zero run may be as long
+  // (left of it) or longer (right of it).
+  if ((gap > 0 && groupsSeen[gap - 1] === 0) || (gap < n && groupsSeen[gap] === 0)) return false;
+  for (let g = 0, zeros = 0; g < n; g++) {
+    if (g === gap) zeros = 0;
+    zeros = groupsSeen[g] === 0 ? zeros + 1 : 0;
+    if (zeros > run || (zeros === run && g < gap)) return false;
+  }
+  // IPv4-mapped (::ffff:a.b.c.d) is written with its dotted tail.
+  return !(gap === 0 && n === 3 && groupsSeen[0] === 0xffff);
+}
+
+/** A prefix length in canonical decimal (no leading zero) of at most `max`. */
+function isCanonicalPrefix(text: string, start: number, max: number): boolean {
+  const digits = text.length - start;
+  if (digits < 1 || digits > 3 || (digits > 1 && text.charCodeAt(start) === 48)) return false;
+  let value = 0;
+  for (let i = start; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 48 || code > 57) return false;
+    value = value * 10 + code - 48;
+  }
+  return value <= max;
+}
+
 /** Canonical CIDR text, or undefined when `text` is not a CIDR or bare IP. */
 export function canonicalCidr(text: string): string | undefined {
+  // The common case (every stored endpoint net is canonical) without parsing.
+  if (CANONICAL_IPV4_CIDR.test(text)) return text;
+  const slash = text.indexOf('/');
+  if (slash > 0 && isCanonicalPrefix(text, slash + 1, 128) && isCanonicalIpv6(text, slash)) return text;
   const parsed = parseCidr(text);
   return parsed && formatCidr(parsed);
 }
@@ -181,8 +258,11 @@ export function maskedCidr(cidr: string): string | undefined {
 
 const MAC_RE = /^([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})$/;
 
+const CANONICAL_MAC_RE = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
+
 /** Lower-case colon form of a MAC (`AA-bb-…` → `aa:bb:…`), or undefined. */
 export function canonicalMac(text: string): string | undefined {
+  if (CANONICAL_MAC_RE.test(text)) return text;
   const m = MAC_RE.exec(text);
   return m ? m.slice(1).join(':').toLowerCase() : undefined;
 }

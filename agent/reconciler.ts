@@ -152,6 +152,8 @@ interface BackgroundRead {
   startedAt: number;
   /** Aborted when one of our writes starts meanwhile (the read would be untrusted anyway). */
   abort: AbortController;
+  /** When it was aborted: the read had run that long at least. */
+  abortedAt?: number;
   /** Writes may abort it (the kernel was verified recently enough; verification-schedule.ts). */
   preemptible: boolean;
   /** Our write counters (per componentKey) when it started. */
@@ -159,6 +161,12 @@ interface BackgroundRead {
   /** Settles when the read is over (never rejects). */
   done: Promise<void>;
   outcome: { states: ReadonlyMap<IpFamily, KernelFamilyState>; endedAt: number } | { error: unknown } | undefined;
+}
+
+/** One family's kernel state and how long reading it took. */
+interface TimedRead {
+  state: KernelFamilyState;
+  ms: number;
 }
 
 /** What deleteEach needs of a writer (TableWriter, IpsetWriter). */
@@ -204,7 +212,7 @@ export class Reconciler {
   private dirty = true;
 
   /** Kernel reads started before the first pass (while the syncer lists), per family; used once. */
-  private readonly prefetched = new Map<IpFamily, Promise<KernelFamilyState>>();
+  private readonly prefetched = new Map<IpFamily, Promise<TimedRead>>();
   /** Routes, sysctls and the endpoint statuses that follow (endpoint-plumber.ts). */
   private readonly plumber: EndpointPlumber;
   private appliedRevisionValue = 0;
@@ -395,7 +403,7 @@ export class Reconciler {
     for (const writers of this.writers) {
       const family = writers.dataplane.family;
       if (this.known(writers) || this.prefetched.has(family)) continue;
-      const read = this.read(writers.dataplane);
+      const read = this.timedRead(writers.dataplane);
       read.catch(() => {}); // a failed prefetch is read again by the pass
       this.prefetched.set(family, read);
     }
@@ -470,13 +478,16 @@ export class Reconciler {
 
       // Families whose writers do not know the kernel (or must check it) read it first, side by side.
       const toRead = this.writers.filter((writers) => mode.forceRead || !this.known(writers));
-      const readStarted = this.clock.now();
+      // The longest family read is what a verification costs (a prefetched read counts for its
+      // own duration, not for the part of it the pass waited for).
+      let readMs = 0;
       await Promise.all(
         toRead.map(async (writers) => {
           const family = writers.dataplane.family;
           const prefetched = mode.forceRead ? undefined : this.prefetched.get(family);
           this.prefetched.delete(family);
-          const state = (await prefetched?.catch(() => undefined)) ?? (await this.read(writers.dataplane));
+          const { state, ms } = (await prefetched?.catch(() => undefined)) ?? (await this.timedRead(writers.dataplane));
+          readMs = Math.max(readMs, ms);
           for (const table of TABLES) writers.tables[table].adopt(state.tables[table]);
           writers.ipsets.adopt(state.ipsets);
         }),
@@ -484,7 +495,7 @@ export class Reconciler {
       const readBack = toRead.length > 0;
       // A read of every family is a verification (the first pass, retries, in-pass checks).
       if (toRead.length === this.writers.length) {
-        this.verification.readTook(this.clock.now() - readStarted);
+        this.verification.readTook(readMs);
         this.verification.verified(started);
       }
       if (mode.rewriteAll) for (const writers of this.writers) for (const table of TABLES) writers.tables[table].forgetHashes();
@@ -502,7 +513,10 @@ export class Reconciler {
         // A verification read in flight would be untrusted now; stopping it frees the kernel and
         // the CPU for this write (a large save slows a concurrent restore several-fold).
         const reading = this.background;
-        if (reading !== undefined && reading.outcome === undefined && reading.preemptible) reading.abort.abort();
+        if (reading !== undefined && reading.outcome === undefined && reading.preemptible && reading.abortedAt === undefined) {
+          reading.abortedAt = this.clock.now();
+          reading.abort.abort();
+        }
         try {
           if (tool === 'ipset') await dataplane.applyIpsets(input);
           else await dataplane.applyIptables(table!, input);
@@ -667,7 +681,7 @@ export class Reconciler {
     if ('error' in outcome && outcome.error instanceof CommandError && outcome.error.aborted) {
       // Our write preempted it: retried later; once the kernel has gone unverified for a whole
       // interval, the next read is not preemptible (verification-schedule.ts).
-      this.verification.preempted();
+      this.verification.preempted(read.abortedAt! - read.startedAt);
       this.log.debug('kernel read-back aborted by our write; rechecking later');
       return;
     }
@@ -718,6 +732,12 @@ export class Reconciler {
     }
     this.verification.untrusted();
     this.log.debug({ ms, drifted, untrusted }, 'kernel read back while we wrote; rechecking the parts we wrote later');
+  }
+
+  private async timedRead(dataplane: FamilyDataplane): Promise<TimedRead> {
+    const started = this.clock.now();
+    const state = await this.read(dataplane);
+    return { state, ms: this.clock.now() - started };
   }
 
   private async read(dataplane: FamilyDataplane, signal?: AbortSignal): Promise<KernelFamilyState> {

@@ -125,8 +125,14 @@ export class VerificationSchedule {
     return this.clock.now() - this.lastVerifiedAt < maxUnverifiedMs;
   }
 
-  /** A background read was aborted by our write: retried after the floor, doubling per abort in a row. */
-  preempted(): void {
+  /**
+   * A background read was aborted by our write after running `ranMs`: retried after the floor,
+   * doubling per abort in a row. A read takes at least as long as it ran, so the peak is raised
+   * to that (without decay): a schedule that underestimated reads (a first read of a kernel still
+   * empty) spaces its checks out instead of starting reads only to abort them.
+   */
+  preempted(ranMs: number): void {
+    this.peakReadMs = Math.max(this.peakReadMs, ranMs);
     this.preemptedReads += 1;
     this.retryAt = this.clock.now() + this.floorMs * 2 ** (this.preemptedReads - 1);
   }

@@ -330,6 +330,27 @@ describe('background verification reads', () => {
     expect(fast.reconciler.postWriteCheckFloorMs).toBeGreaterThanOrEqual(1);
   });
 
+  test('a kernel read prefetched while the datastore listed counts for its own duration, not for the wait', async () => {
+    const DELAY_MS = 150;
+    const h = await build({ postWriteCheckMinMs: 1 });
+    h.runner.delayMs = DELAY_MS;
+    h.source.inSync = false;
+    h.reconciler.start(() => {});
+    try {
+      // The prefetch of both families is over before the datastore is in sync: the first pass
+      // waits for nothing, yet the reads it adopts took a delay each.
+      await until('the prefetched reads have returned', () => h.runner.saveStarts() > 0 && h.runner.inFlight === 0);
+      const saves = h.runner.saveStarts();
+      h.source.inSync = true;
+      h.reconciler.markDirty({ receivedAt: performance.now() });
+      await until('the first pass is applied', () => h.reconciler.applied);
+      expect(h.runner.saveStarts()).toBe(saves); // it adopted the prefetch, read nothing more
+      expect(h.reconciler.postWriteCheckFloorMs).toBeGreaterThanOrEqual(2 * (DELAY_MS - 2));
+    } finally {
+      await h.reconciler.stop();
+    }
+  });
+
   test('stop() waits for an in-flight read; nothing runs after it resolves', async () => {
     const h = await harness({ refreshIntervalMs: 100 });
     await until('the first pass is applied', () => h.reconciler.applied);

@@ -5,7 +5,7 @@
  * reads our writes may preempt.
  */
 import { describe, expect, test } from 'vitest';
-import { UNTRUSTED_READS_BEFORE_IN_PASS, VerificationSchedule } from '../../agent/verification-schedule.js';
+import { READ_DUTY_FACTOR, UNTRUSTED_READS_BEFORE_IN_PASS, VerificationSchedule } from '../../agent/verification-schedule.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
 const options = { refreshIntervalMs: 60_000, postWriteCheckMinMs: 50, postWriteCheckMaxMs: 1_000 };
@@ -72,15 +72,34 @@ describe('VerificationSchedule', () => {
     schedule.wrote(0);
     clock.advance(schedule.floorMs); // the post-write check is due; our next write preempts it
     expect(schedule.mayPreempt).toBe(true);
-    schedule.preempted();
+    schedule.preempted(10);
     expect(schedule.dueAt()).toBe(clock.now() + schedule.floorMs);
-    schedule.preempted();
+    schedule.preempted(10);
     expect(schedule.dueAt()).toBe(clock.now() + 2 * schedule.floorMs);
     expect(schedule.inPass).toBe(false);
     clock.advance(options.refreshIntervalMs - schedule.floorMs - 1);
     expect(schedule.mayPreempt).toBe(true);
     clock.advance(1);
     expect(schedule.mayPreempt).toBe(false);
+  });
+
+  test('a preempted read raises the read estimate to the time it ran, so an underestimate spaces out further checks', () => {
+    const clock = new FakeClock();
+    const schedule = new VerificationSchedule(clock, { ...options, refreshFloorMs: 1_000 });
+    schedule.readTook(5); // the first read, of a kernel still empty
+    schedule.verified(clock.now());
+    schedule.wrote(20);
+    const floorBefore = schedule.floorMs;
+    const refreshBefore = schedule.refreshMs;
+    schedule.preempted(1_500); // the next read had run 1.5 s when our write aborted it
+    expect(schedule.floorMs).toBe(Math.max(options.postWriteCheckMinMs, 2 * (1_500 + 20)));
+    expect(schedule.floorMs).toBeGreaterThan(floorBefore);
+    expect(schedule.refreshMs).toBe(Math.min(options.refreshIntervalMs, READ_DUTY_FACTOR * 1_500));
+    expect(schedule.refreshMs).toBeGreaterThan(refreshBefore);
+    expect(schedule.dueAt()).toBe(clock.now() + schedule.floorMs);
+    // A shorter abort later does not lower it: a read runs at least as long as it ran.
+    schedule.preempted(100);
+    expect(schedule.floorMs).toBe(Math.max(options.postWriteCheckMinMs, 2 * (1_500 + 20)));
   });
 });
 

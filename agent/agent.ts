@@ -132,6 +132,7 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, hooks: PassHooks
   const runner = deps.runner ?? helper!;
   // Small ipset updates go through one interactive `ipset -` (only with the real runner).
   const ipsetSession = helper === undefined ? undefined : new IpsetSession(config.dataplaneNetns);
+  ipsetSession?.open();
   const closeRunner = async (): Promise<void> => {
     await ipsetSession?.close();
     await helper?.close();

@@ -26,7 +26,8 @@
  * by flags `--local=…` or env `LOCAL=…` (same for each): LOCAL endpoints on the measured host
  * `bench-host`, REMOTE endpoints on 100 other hosts, PROFILES profiles of RULES rules (60 %
  * inbound), TAGS tags (profile i carries tag-(i mod TAGS)), ITERATIONS per latency phase, BURST
- * updates, BACKENDS (`auto`, `nft`, `legacy`, comma-separated), POLL_MS between /status polls,
+ * updates, BACKENDS (`auto`, `nft`, `legacy`, comma-separated), POLL_MS between /status polls
+ * (0, the default: /status is asked once the agent's "dataplane applied" line has arrived),
  * AGENT_ARGS and AGENT_NODE_ARGS (extra agent and Node.js flags), AGENT_LOG (a file for its log),
  * IFACES=1 to create the local endpoints' interfaces (dummy links) so the agent's per-interface
  * plumbing runs instead of skipping missing interfaces.
@@ -81,7 +82,7 @@ const RULES = Math.max(5, intSetting('RULES', 10));
 const TAGS = Math.max(1, intSetting('TAGS', 2_000));
 const ITERATIONS = Math.max(1, intSetting('ITERATIONS', 30));
 const BURST = intSetting('BURST', 1_000);
-const POLL_MS = intSetting('POLL_MS', 1);
+const POLL_MS = intSetting('POLL_MS', 0);
 const IFACES = setting('IFACES', '0') === '1';
 /** Pause before each measured change, `min-max` ms (jittered), so passes do not coalesce. */
 const GAP_MS = (() => {
@@ -389,9 +390,15 @@ async function waitReady(agent: RunningAgent, revision: number, phase: string): 
   }
 }
 
-/** Polls /status until appliedRevision ≥ revision; performance.now() of the first such answer. */
+/**
+ * performance.now() of the first /status answer with appliedRevision ≥ revision. With POLL_MS=0
+ * (the default) it asks only once the agent's "dataplane applied" line for that revision has
+ * arrived: polling every millisecond would take CPU from the agent and its restores on a small
+ * machine (and so slow what it measures); POLL_MS > 0 polls at that period from the start.
+ */
 async function pollApplied(agent: RunningAgent, revision: number, phase: string): Promise<number> {
   const deadline = performance.now() + APPLY_TIMEOUT_MS;
+  if (POLL_MS === 0) await appliedLine(agent, revision, phase);
   for (;;) {
     const current = await status(agent).catch(() => undefined);
     const at = performance.now();

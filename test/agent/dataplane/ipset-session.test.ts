@@ -37,6 +37,22 @@ describe('IpsetSession', () => {
     await session.apply('');
   });
 
+  it('open() starts the process before any batch, and the first batch runs in that process', async () => {
+    const early = new IpsetSession(ns.name);
+    try {
+      expect(early.pid).toBeUndefined();
+      early.open();
+      const pid = early.pid;
+      expect(pid).toBeGreaterThan(0);
+      early.open(); // idempotent
+      expect(early.pid).toBe(pid);
+      await early.apply('add cali4-tag-S 192.0.2.9\ndel cali4-tag-S 192.0.2.9\n');
+      expect(early.pid).toBe(pid);
+    } finally {
+      await early.close();
+    }
+  });
+
   it('an error fails only its own batch, with the input and the error; warnings do not', async () => {
     const bad = 'add cali4-tag-S 192.0.2.4\ndel cali4-tag-S 198.51.100.99\n';
     const [first, second, third] = await Promise.allSettled([

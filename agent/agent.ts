@@ -29,7 +29,7 @@ import type { EndpointStatus } from './endpoint-plumber.js';
 import { Reconciler, type ApplyReport } from './reconciler.js';
 import { StatusReporter } from './status.js';
 import { DataplaneStatusPublisher } from './dataplane-status.js';
-import { collectGarbage } from './heap.js';
+import { compactHeap } from './heap.js';
 import type { DataplaneStatus } from '../src/model/index.js';
 import { Syncer } from './syncer.js';
 import { applyUpdates } from './updates.js';
@@ -213,7 +213,9 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     onApplied: (report) => {
       if (lastApplied === undefined) {
         // The initial sync is in the kernel: what it decoded and rendered is garbage now.
-        setImmediate(() => log.debug({ collected: collectGarbage() }, 'full garbage collection after the initial sync'));
+        void compactHeap().then(({ rounds, committedBefore, committedAfter }) =>
+          log.info({ rounds, committedMiB: [committedBefore, committedAfter].map((b) => Math.round(b / 1048576)) }, 'heap compacted after the initial sync'),
+        );
       }
       const endpoints = { up: 0, down: 0, error: 0 };
       for (const { status: state } of report.endpointStatuses.values()) endpoints[state]++;

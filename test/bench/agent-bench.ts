@@ -459,6 +459,9 @@ interface Counters {
   readbackPasses: number;
   readbackPassSeconds: number;
   heapUsed: number;
+  /** V8 heap committed (all spaces), and of it the young generation. */
+  heapTotal: number;
+  newSpaceTotal: number;
   external: number;
   rss: number;
   initialResyncSeconds: number;
@@ -474,6 +477,8 @@ async function counters(agent: RunningAgent): Promise<Counters> {
     readbackPasses: metricSum(text, 'calico_agent_apply_seconds_count', 'reason="read-back"'),
     readbackPassSeconds: metricSum(text, 'calico_agent_apply_seconds_sum', 'reason="read-back"'),
     heapUsed: metricSum(text, 'nodejs_heap_size_used_bytes'),
+    heapTotal: metricSum(text, 'nodejs_heap_size_total_bytes'),
+    newSpaceTotal: metricSum(text, 'nodejs_heap_space_size_total_bytes', 'space="new"'),
     external: metricSum(text, 'nodejs_external_memory_bytes'),
     rss: metricSum(text, 'process_resident_memory_bytes'),
     initialResyncSeconds: metricSum(text, 'calico_agent_initial_resync_seconds'),
@@ -510,10 +515,10 @@ async function census(ns: Netns, backend: Mode): Promise<Census> {
   return result;
 }
 
-function procMemory(pid: number): { rssKb: number; hwmKb: number } {
+function procMemory(pid: number): { rssKb: number; hwmKb: number; anonKb: number; fileKb: number } {
   const text = readFileSync(`/proc/${pid}/status`, 'utf8');
   const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
-  return { rssKb: field('VmRSS'), hwmKb: field('VmHWM') };
+  return { rssKb: field('VmRSS'), hwmKb: field('VmHWM'), anonKb: field('RssAnon'), fileKb: field('RssFile') };
 }
 
 /** Creates the local endpoints' interfaces (dummy links, up) inside the host namespace. */
@@ -871,9 +876,11 @@ async function benchBackend(setting: string, etcd: EtcdInstance, client: Etcd3, 
     const memory = procMemory(agent.pid);
     const final = await counters(agent);
     const clusterEndpoints = LOCAL + REMOTE;
+    const mib = (bytes: number): string => f1(bytes / 1048576);
     log(
-      `memory: VmRSS ${f1(memory.rssKb / 1024)} MiB (peak ${f1(memory.hwmKb / 1024)} MiB), V8 heap used ${f1(final.heapUsed / 1048576)} MiB, ` +
-        `external ${f1(final.external / 1048576)} MiB; heap ` +
+      `memory: VmRSS ${f1(memory.rssKb / 1024)} MiB (peak ${f1(memory.hwmKb / 1024)} MiB; anonymous ${f1(memory.anonKb / 1024)}, ` +
+        `file-backed ${f1(memory.fileKb / 1024)}), V8 heap used ${mib(final.heapUsed)} of ${mib(final.heapTotal)} MiB committed ` +
+        `(young generation ${mib(final.newSpaceTotal)}), external ${mib(final.external)} MiB; heap ` +
         `= ${f0(final.heapUsed / clusterEndpoints)} B per cluster endpoint (${clusterEndpoints} endpoints, ${kernel.members} set members)`,
     );
     row(label('agent RSS after load'), `${f1(memory.rssKb / 1024)} MiB (peak ${f1(memory.hwmKb / 1024)})`, '—', undefined, '≤ 200 MB', memory.rssKb / 1024 <= 200);

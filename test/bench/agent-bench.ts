@@ -536,6 +536,9 @@ type Mode = 'nft' | 'legacy';
 interface Floors {
   /** ipset restore of every set, then both families' full iptables-restore side by side (ms, median). */
   fullRestoreMs: number;
+  /** Its two parts: the ipset restore, and the two families' iptables restores (ms, medians). */
+  fullSetsMs: number;
+  fullTablesMs: number;
   /** One profile chain (≈ RULES rules) replaced with iptables-restore --noflush (ms, median). */
   chainMs: number;
   /** One member added to (or removed from) a tag set with ipset restore (ms, median). */
@@ -556,6 +559,8 @@ async function measureFloors(source: Netns, mode: Mode, registerNs: (ns: Netns) 
   const v6 = restorable((await source.exec([`ip6tables-${mode}-save`])).stdout);
   const sets = (await source.exec(['ipset', 'save'])).stdout;
   const full: number[] = [];
+  const fullSets: number[] = [];
+  const fullTables: number[] = [];
   let loaded: { ns: Netns; helper: HelperRunner } | undefined;
   const time = async (work: () => Promise<unknown>): Promise<number> => {
     const started = performance.now();
@@ -577,15 +582,13 @@ async function measureFloors(source: Netns, mode: Mode, registerNs: (ns: Netns) 
       const helper = createHelperRunner({ netns: ns.name });
       loaded = { ns, helper };
       await helper.run(['true']);
-      full.push(
-        await time(async () => {
-          await checked(helper, ['ipset', 'restore'], sets);
-          await Promise.all([
-            checked(helper, [`iptables-${mode}-restore`], v4),
-            checked(helper, [`ip6tables-${mode}-restore`], v6),
-          ]);
-        }),
+      const setsMs = await time(() => checked(helper, ['ipset', 'restore'], sets));
+      const tablesMs = await time(() =>
+        Promise.all([checked(helper, [`iptables-${mode}-restore`], v4), checked(helper, [`ip6tables-${mode}-restore`], v6)]),
       );
+      full.push(setsMs + tablesMs);
+      fullSets.push(setsMs);
+      fullTables.push(tablesMs);
     }
     const { helper } = loaded!;
     // The first inbound profile chain with at least 5 rules: rewritten with one rule's address changed.
@@ -612,7 +615,7 @@ async function measureFloors(source: Netns, mode: Mode, registerNs: (ns: Netns) 
       const line = `${rep % 2 === 0 ? 'add' : 'del'} ${tagSet} 198.19.255.250\n`;
       member.push(await time(() => checked(helper, ['ipset', 'restore'], line)));
     }
-    return { fullRestoreMs: median(full), chainMs: median(chain), memberMs: median(member), chainName, chainBytes };
+    return { fullRestoreMs: median(full), fullSetsMs: median(fullSets), fullTablesMs: median(fullTables), chainMs: median(chain), memberMs: median(member), chainName, chainBytes };
   } finally {
     if (loaded) {
       await loaded.helper.close();
@@ -757,7 +760,8 @@ async function benchBackend(setting: string, etcd: EtcdInstance, client: Etcd3, 
     const stopMs = await stopAgentProcess(agent);
     const floors = await measureFloors(ns, mode, registerNs);
     log(
-      `floors (${mode}, same ruleset, fresh namespace): full restore ${f0(floors.fullRestoreMs)} ms; ` +
+      `floors (${mode}, same ruleset, fresh namespace): full restore ${f0(floors.fullRestoreMs)} ms ` +
+        `(ipset restore ${f0(floors.fullSetsMs)} ms, then both families' iptables restores ${f0(floors.fullTablesMs)} ms); ` +
         `replace ${floors.chainName} (${floors.chainBytes} B) ${f1(floors.chainMs)} ms; one ipset member ${f1(floors.memberMs)} ms`,
     );
     row(label('cold start → ready'), `${f0(coldMs)} ms`, `${f0(floors.fullRestoreMs)} ms (full restore)`, coldMs / floors.fullRestoreMs,

@@ -44,6 +44,8 @@ export class IpsetWriter {
   private readonly dirtyMembers = new Map<string, Set<string>>();
   private readonly prefix: string;
   private pendingDeletions: string[] = [];
+  /** What the last `planUpdates` wrote: sets whole, and member deltas of cached sets. */
+  private pending: { whole: CachedSet[]; added: [CachedSet, string][]; deleted: [CachedSet, string][] } = { whole: [], added: [], deleted: [] };
   /** Sets we no longer want whose destroy the kernel refused (in use by a rule we do not own). */
   private readonly refused = new Set<string>();
 
@@ -83,12 +85,22 @@ export class IpsetWriter {
     this.kernel = undefined;
   }
 
+  /**
+   * `ipset restore` text for the dirty sets (whole) and members. What it plans is what
+   * `commitUpdates` records, even if the graph moves while the text is written (its next
+   * changes then name what moved).
+   */
   planUpdates(): string {
     const kernel = this.requireKernel();
     let text = '';
+    this.pending = { whole: [], added: [], deleted: [] };
     for (const name of [...this.dirtySets].sort()) {
       const desired = this.desired.ipset(name);
-      if (desired !== undefined) text += planIpsetUpdate(desired, kernel.get(name), kernel.has(tempIpsetName(name)));
+      if (desired === undefined) continue;
+      const members = new Set(desired.members());
+      const planned: CachedSet = { name, family: desired.family, type: desired.type, maxelem: desired.maxelem, members };
+      text += planIpsetUpdate({ ...planned, has: (member) => members.has(member), members: () => members }, kernel.get(name), kernel.has(tempIpsetName(name)));
+      this.pending.whole.push(planned);
     }
     for (const [name, members] of this.dirtyMembers) {
       if (this.dirtySets.has(name)) continue;
@@ -99,8 +111,13 @@ export class IpsetWriter {
       let adds = '';
       for (const member of members) {
         const want = desired.has(member);
-        if (want && !current.members.has(member)) adds += `add ${name} ${member}\n`;
-        else if (!want && current.members.has(member)) dels += `del ${name} ${member}\n`;
+        if (want && !current.members.has(member)) {
+          adds += `add ${name} ${member}\n`;
+          this.pending.added.push([current, member]);
+        } else if (!want && current.members.has(member)) {
+          dels += `del ${name} ${member}\n`;
+          this.pending.deleted.push([current, member]);
+        }
       }
       text += dels + adds;
     }
@@ -109,22 +126,14 @@ export class IpsetWriter {
 
   commitUpdates(): void {
     const kernel = this.requireKernel();
-    for (const name of this.dirtySets) {
-      const desired = this.desired.ipset(name);
-      if (desired === undefined) continue;
-      const current = kernel.get(name);
-      if (current !== undefined && !sameIpsetMetadata(desired, current)) kernel.delete(tempIpsetName(name));
-      kernel.set(name, { name, family: desired.family, type: desired.type, maxelem: desired.maxelem, members: new Set(desired.members()) });
+    for (const planned of this.pending.whole) {
+      const current = kernel.get(planned.name);
+      if (current !== undefined && !sameIpsetMetadata(planned, current)) kernel.delete(tempIpsetName(planned.name));
+      kernel.set(planned.name, planned);
     }
-    for (const [name, members] of this.dirtyMembers) {
-      const desired = this.desired.ipset(name);
-      const current = kernel.get(name);
-      if (desired === undefined || current === undefined || this.dirtySets.has(name)) continue;
-      for (const member of members) {
-        if (desired.has(member)) current.members.add(member);
-        else current.members.delete(member);
-      }
-    }
+    for (const [set, member] of this.pending.added) set.members.add(member);
+    for (const [set, member] of this.pending.deleted) set.members.delete(member);
+    this.pending = { whole: [], added: [], deleted: [] };
     this.dirtyMembers.clear();
   }
 

@@ -42,8 +42,12 @@ class FamilyRig {
     this.ipsets.adopt(state.ipsets);
   }
 
-  /** One pass in the reconciler's order; returns the bytes written. */
-  pass(graph: CalcGraph): number {
+  /**
+   * One pass in the reconciler's order; returns the bytes written. `midWrite` runs while the
+   * ipset and table writes are in flight (after planning, before committing): the graph moving,
+   * as a watch event does during a real write.
+   */
+  pass(graph: CalcGraph, midWrite: () => void = () => {}): number {
     const changes = graph.takeChanges().families[this.family];
     this.tables.filter.markDirty(changes.chains.filter);
     this.tables.raw.markDirty(changes.chains.raw);
@@ -51,10 +55,14 @@ class FamilyRig {
     this.written = [];
     const ipset = (text: string) => (this.written.push(text), this.sim.applyIpset(text));
     const iptables = (table: 'filter' | 'raw', text: string) => (this.written.push(text), this.sim.applyIptables(table, text));
-    ipset(this.ipsets.planUpdates());
+    const sets = this.ipsets.planUpdates();
+    midWrite();
+    ipset(sets);
     this.ipsets.commitUpdates();
     for (const table of ['raw', 'filter'] as const) {
-      iptables(table, this.tables[table].planUpdates());
+      const text = this.tables[table].planUpdates();
+      midWrite();
+      iptables(table, text);
       this.tables[table].commitUpdates();
     }
     for (const table of ['raw', 'filter'] as const) {
@@ -74,13 +82,13 @@ function rigs(graph: CalcGraph): FamilyRig[] {
   return both;
 }
 
-/** Both families in one pass, as the agent does (one takeChanges for both). */
-function passBoth(graph: CalcGraph, both: FamilyRig[]): number {
+/** Both families in one pass, as the agent does (one takeChanges for both); `midWrite` as in FamilyRig.pass. */
+function passBoth(graph: CalcGraph, both: FamilyRig[], midWrite?: () => void): number {
   const changes = graph.takeChanges();
   let bytes = 0;
   for (const rig of both) {
     const replay = { takeChanges: () => changes } as unknown as CalcGraph;
-    bytes += rig.pass(replay);
+    bytes += rig.pass(replay, midWrite);
   }
   return bytes;
 }
@@ -108,6 +116,33 @@ describe('writers driven by the calculation graph', () => {
         },
       ),
       { numRuns: 200 },
+    );
+  });
+
+  test('property: deltas arriving while a pass writes are not lost: the next pass writes them, and the kernel ends as compile()', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.array(opArb, { minLength: 1, maxLength: 5 }), fc.array(fc.array(opArb, { maxLength: 2 }), { maxLength: 6 })), { minLength: 1, maxLength: 6 }),
+        (batches) => {
+          const graph = new CalcGraph('host1', defaultCompilerConfig());
+          const store = new Datastore(graph, 1048576);
+          const both = rigs(graph);
+          for (const [batch, during] of batches) {
+            for (const op of batch) store.apply(op);
+            // One small batch of deltas lands during each write of the pass (3 per family).
+            const pending = [...during];
+            passBoth(graph, both, () => pending.shift()?.forEach((op) => store.apply(op)));
+            for (const ops of pending) for (const op of ops) store.apply(op);
+            passBoth(graph, both);
+            const oracle = compile(store.snapshot());
+            for (const rig of both) {
+              expect(normaliseState(rig.sim.state())).toEqual(normaliseState(kernelStateOf(rig.family === 4 ? oracle.v4 : oracle.v6)));
+            }
+            expect(passBoth(graph, both)).toBe(0);
+          }
+        },
+      ),
+      { numRuns: 300 },
     );
   });
 

@@ -5,7 +5,8 @@
  * removed or displaced (e.g. `-I FORWARD 1 -j ACCEPT` ahead of ours). The full read-back of our
  * chains and sets stays on its slower schedule (--refresh-interval).
  *
- * Invariants: checks never overlap (the next waits for the previous) and take at most a tenth
+ * Invariants: checks never overlap (the next waits for the previous), nor do the listings of one
+ * check (one process at a time), and checks take at most a tenth
  * of the time (the wait is at least 10 × the last check's duration); a check during one of our
  * own writes to a table is not judged (the reconciler compares write tokens); a failing list is
  * logged at debug and retried at the next tick, never fatal; `stop()` ends the loop.
@@ -97,26 +98,29 @@ export class HookWatch {
     });
   }
 
-  /** One check of every family and table; resolves to the (family, table) pairs repaired. */
+  /**
+   * One check of every family and table; resolves to the (family, table) pairs repaired. The
+   * listings run one at a time: side by side they took two cores' worth of CPU for a moment,
+   * slowing a restore that happened to run then (rule-change outliers on a 2-core host).
+   */
   async checkOnce(): Promise<string[]> {
     const repaired: string[] = [];
-    await Promise.all(
-      this.opts.families.flatMap((family) =>
-        (Object.keys(HOOKED_BUILTINS) as TableName[]).map(async (table) => {
-          const token = this.opts.observer.writeToken(family, table);
-          try {
-            const builtins = new Map<string, BuiltinRule[]>();
-            for (const chain of HOOKED_BUILTINS[table]) {
-              const { stdout } = await runChecked(this.opts.runner, [listCommand(this.opts.backend.binaries[family].save), '-w', '-t', table, '-S', chain]);
-              builtins.set(chain, parseChainListing(chain, stdout));
-            }
-            if (this.opts.observer.hooksObserved(family, table, builtins, token)) repaired.push(`v${family}:${table}`);
-          } catch (error) {
-            this.opts.log.debug({ err: error, family: `v${family}`, table }, 'hook check failed; retried at the next tick');
+    for (const family of this.opts.families) {
+      for (const table of Object.keys(HOOKED_BUILTINS) as TableName[]) {
+        const token = this.opts.observer.writeToken(family, table);
+        try {
+          const builtins = new Map<string, BuiltinRule[]>();
+          for (const chain of HOOKED_BUILTINS[table]) {
+            if (this.stopped) return repaired;
+            const { stdout } = await runChecked(this.opts.runner, [listCommand(this.opts.backend.binaries[family].save), '-w', '-t', table, '-S', chain]);
+            builtins.set(chain, parseChainListing(chain, stdout));
           }
-        }),
-      ),
-    );
+          if (this.opts.observer.hooksObserved(family, table, builtins, token)) repaired.push(`v${family}:${table}`);
+        } catch (error) {
+          this.opts.log.debug({ err: error, family: `v${family}`, table }, 'hook check failed; retried at the next tick');
+        }
+      }
+    }
     return repaired;
   }
 }

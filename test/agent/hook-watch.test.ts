@@ -72,6 +72,31 @@ test('a slow check stretches the next wait to ten times its duration', async () 
   await watch.stop();
 });
 
+test('one listing at a time: a check never runs two processes side by side', async () => {
+  let inFlight = 0;
+  let most = 0;
+  const listed: string[] = [];
+  const runner: CommandRunner = {
+    async run(argv) {
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      await settle();
+      inFlight -= 1;
+      const chain = argv[argv.length - 1]!;
+      listed.push(`${argv[0]} ${argv[3]} ${chain}`);
+      return { code: 0, stdout: `-P ${chain} ACCEPT\n`, stderr: '', durationMs: 1 };
+    },
+  };
+  const observer: HookObserver = { writeToken: () => 0, hooksObserved: () => false };
+  const watch = new HookWatch({ runner, backend, families: [4, 6], observer, log: silentLogger(), intervalMs: 2000, clock: new FakeClock() });
+  await watch.checkOnce();
+  expect(most).toBe(1);
+  expect(listed).toEqual([
+    'iptables-nft filter INPUT', 'iptables-nft filter FORWARD', 'iptables-nft filter OUTPUT', 'iptables-nft raw PREROUTING',
+    'ip6tables-nft filter INPUT', 'ip6tables-nft filter FORWARD', 'ip6tables-nft filter OUTPUT', 'ip6tables-nft raw PREROUTING',
+  ]);
+});
+
 test('parses a chain listing and names the plain command of a backend', () => {
   expect(parseChainListing('FORWARD', '-P FORWARD DROP\n-A FORWARD -m comment --comment "cali:ab" -j cali-FORWARD\n-A FORWARD -j ACCEPT\n')).toEqual([
     { hash: 'ab', rule: '-m comment --comment "cali:ab" -j cali-FORWARD' },

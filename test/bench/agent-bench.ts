@@ -2,8 +2,9 @@
  * End-to-end scale benchmark of the real calico-agent against the kernel floor measured in the
  * same run (prints figures, asserts nothing). Run: `npm run bench:agent` (builds first).
  *
- * One private etcd, one throwaway host namespace per backend, the built agent
- * (`dist/agent/main.js`) programming that namespace through `--dataplane-netns`, started with its
+ * One private etcd, one throwaway host namespace per backend, the built agent started as the
+ * `calico-agent` command runs it (agent/launcher.sh, with its malloc tuning), programming that
+ * namespace through `--dataplane-netns`, started with its
  * default options (backend `auto`) unless BACKENDS names one. No packets are sent: this measures
  * programming, not forwarding. Phases, per backend:
  *   1. cold start on an empty kernel → ready; restore calls/bytes; rules, chains, set members;
@@ -43,6 +44,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, readFileSync, rmSync } from 'node:fs';
 import { Agent as HttpAgent, get as httpGet } from 'node:http';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Etcd3, type IRequestOp } from 'etcd3';
 import {
@@ -56,7 +58,7 @@ import {
 import { freePort, startEtcd, type EtcdInstance } from '../helpers/etcd.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
 import { createHelperRunner, type HelperRunner } from '../../agent/dataplane/exec-helper.js';
-import { AGENT } from '../lab/lab.js';
+import { REPO_ROOT } from '../lab/lab.js';
 import { prng } from './prng.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -95,6 +97,8 @@ const GAP_MS = (() => {
 /** Extra agent flags, space-separated (e.g. `--min-apply-interval=10ms --log-level=debug`). */
 const AGENT_ARGS = setting('AGENT_ARGS', '').split(/\s+/).filter((a) => a !== '');
 /** Extra Node.js flags for the agent process, space-separated (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
+/** The agent as its package installs it: the launcher behind the `calico-agent` command. */
+const AGENT_COMMAND = join(REPO_ROOT, 'agent/launcher.sh');
 const AGENT_NODE_ARGS = setting('AGENT_NODE_ARGS', '').split(/\s+/).filter((a) => a !== '');
 /** When set, every agent's stderr (pino JSON lines) is appended to this file, for diagnosis. */
 const AGENT_LOG = setting('AGENT_LOG', '');
@@ -277,8 +281,6 @@ const liveAgents = new Set<ChildProcess>();
 async function startAgentProcess(etcd: EtcdInstance, ns: Netns, backend: string): Promise<RunningAgent> {
   const port = await freePort();
   const args = [
-    ...AGENT_NODE_ARGS,
-    AGENT,
     `--hostname=${HOST}`,
     `--dataplane-netns=${ns.name}`,
     `--health-listen=127.0.0.1:${port}`,
@@ -290,7 +292,10 @@ async function startAgentProcess(etcd: EtcdInstance, ns: Netns, backend: string)
     ...AGENT_ARGS,
   ];
   const startedAt = performance.now();
-  const child = spawn(process.execPath, args, { env: etcd.env, stdio: ['ignore', 'ignore', 'pipe'] });
+  // The `calico-agent` command as installed (its launcher sets the malloc tuning); Node flags
+  // travel in NODE_OPTIONS.
+  const env = AGENT_NODE_ARGS.length > 0 ? { ...etcd.env, NODE_OPTIONS: AGENT_NODE_ARGS.join(' ') } : etcd.env;
+  const child = spawn(AGENT_COMMAND, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
   liveAgents.add(child);
   const exited = new Promise<number | null>((resolve) =>
     child.once('exit', (code) => {

@@ -8,8 +8,12 @@
 # From 64 KiB up, buffers are mapped and unmapped on their own; a free top of more than 128 KiB
 # is trimmed. The variables are read when the process starts, hence a launcher; a value already
 # in the environment is kept.
+#
+# CALICO_AGENT_NODE_FLAGS: Node.js flags for the agent's process, split on spaces (for example
+# `--cpu-prof --cpu-prof-dir=/tmp/prof`, which NODE_OPTIONS does not allow).
 : "${MALLOC_MMAP_THRESHOLD_:=65536}"
 : "${MALLOC_TRIM_THRESHOLD_:=131072}"
 export MALLOC_MMAP_THRESHOLD_ MALLOC_TRIM_THRESHOLD_
 here=$(dirname "$(readlink -f "$0")")
-exec node "$here/../dist/agent/main.js" "$@"
+# shellcheck disable=SC2086 # the flags are meant to split
+exec node ${CALICO_AGENT_NODE_FLAGS-} "$here/../dist/agent/main.js" "$@"

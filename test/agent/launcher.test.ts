@@ -1,7 +1,8 @@
 /**
  * agent/launcher.sh, the `calico-agent` command: run through a symlink from elsewhere (as npm
  * links it onto PATH), it starts the real agent with glibc's malloc tuning in its environment,
- * keeps values the operator set, passes arguments on, and replaces itself (the agent has the
+ * keeps values the operator set, passes arguments and CALICO_AGENT_NODE_FLAGS (here: a preloaded
+ * probe reporting what the agent's process sees) on, and replaces itself (the agent has the
  * launcher's pid: no extra process between a supervisor and the agent).
  */
 import { spawn } from 'node:child_process';
@@ -24,7 +25,7 @@ symlinkSync(LAUNCHER, linked);
 
 function run(env: Record<string, string>): Promise<{ pid: number; stdout: string; seen: { pid: number; mmap?: string; trim?: string; main: string } }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(linked, ['--version'], { cwd: tmpdir(), env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: `--require=${probe}`, ...env } });
+    const child = spawn(linked, ['--version'], { cwd: tmpdir(), env: { PATH: process.env.PATH ?? '', CALICO_AGENT_NODE_FLAGS: `--require=${probe} --no-warnings`, ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

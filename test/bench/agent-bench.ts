@@ -292,9 +292,9 @@ async function startAgentProcess(etcd: EtcdInstance, ns: Netns, backend: string)
     ...AGENT_ARGS,
   ];
   const startedAt = performance.now();
-  // The `calico-agent` command as installed (its launcher sets the malloc tuning); Node flags
-  // travel in NODE_OPTIONS.
-  const env = AGENT_NODE_ARGS.length > 0 ? { ...etcd.env, NODE_OPTIONS: AGENT_NODE_ARGS.join(' ') } : etcd.env;
+  // The `calico-agent` command as installed (its launcher sets the malloc tuning and passes Node
+  // flags on).
+  const env = AGENT_NODE_ARGS.length > 0 ? { ...etcd.env, CALICO_AGENT_NODE_FLAGS: AGENT_NODE_ARGS.join(' ') } : etcd.env;
   const child = spawn(AGENT_COMMAND, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
   liveAgents.add(child);
   const exited = new Promise<number | null>((resolve) =>

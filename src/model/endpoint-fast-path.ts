@@ -12,7 +12,7 @@
  */
 import type { Endpoint } from './endpoint.js';
 import { ID_PATTERN, INTERFACE_NAME_PATTERN } from './ids.js';
-import { canonicalCidr, canonicalIp, canonicalMac, cidrVersion, type IpVersion } from './ip.js';
+import { canonicalCidrOf, canonicalIpOf, canonicalMac, type IpVersion } from './ip.js';
 import { LIMITS } from './limits.js';
 
 const KNOWN_MEMBERS = new Set(['state', 'name', 'mac', 'profile_ids', 'profile_id', 'ipv4_nets', 'ipv6_nets', 'ipv4_gateway', 'ipv6_gateway']);
@@ -46,8 +46,8 @@ export function fastEndpoint(value: unknown): Endpoint | undefined {
   endpoint.profile_ids = profileIds;
   endpoint.ipv4_nets = ipv4Nets;
   endpoint.ipv6_nets = ipv6Nets;
-  if ('ipv4_gateway' in input && !optional(endpoint, 'ipv4_gateway', input.ipv4_gateway, gatewayOf(4))) return undefined;
-  if ('ipv6_gateway' in input && !optional(endpoint, 'ipv6_gateway', input.ipv6_gateway, gatewayOf(6))) return undefined;
+  if ('ipv4_gateway' in input && !optional(endpoint, 'ipv4_gateway', input.ipv4_gateway, (text) => canonicalIpOf(4, text))) return undefined;
+  if ('ipv6_gateway' in input && !optional(endpoint, 'ipv6_gateway', input.ipv6_gateway, (text) => canonicalIpOf(6, text))) return undefined;
   return endpoint as Endpoint;
 }
 
@@ -58,17 +58,12 @@ function nets(value: unknown, version: IpVersion): string[] | undefined {
   const out: string[] = [];
   for (const text of value) {
     if (typeof text !== 'string') return undefined;
-    const canonical = canonicalCidr(text);
-    if (canonical === undefined || cidrVersion(canonical) !== version) return undefined;
+    const canonical = canonicalCidrOf(version, text);
+    if (canonical === undefined) return undefined;
     out.push(canonical);
   }
   return out;
 }
-
-const gatewayOf = (version: IpVersion) => (text: string): string | undefined => {
-  const canonical = canonicalIp(text);
-  return canonical !== undefined && cidrVersion(canonical) === version ? canonical : undefined;
-};
 
 /** Sets a nullable string member (null → undefined); false when the text does not convert. */
 function optional(endpoint: Record<string, unknown>, key: string, value: unknown, convert: (text: string) => string | undefined): boolean {

@@ -9,7 +9,7 @@ import * as z from 'zod/mini';
 import { converted, convertedNullish } from './schema-kit.js';
 import { LIMITS, tooMany } from './limits.js';
 import { ID_PATTERN, INTERFACE_NAME_PATTERN } from './ids.js';
-import { canonicalCidr, canonicalIp, canonicalMac, cidrVersion, type IpVersion } from './ip.js';
+import { canonicalCidr, canonicalCidrOf, canonicalIpOf, canonicalMac, type IpVersion } from './ip.js';
 
 export const tagsSchema = z
   .array(
@@ -20,15 +20,11 @@ export const tagsSchema = z
 
 export type Tags = z.infer<typeof tagsSchema>;
 
-/** `canonical` when it is of `version`. */
-const ofVersion = (version: IpVersion) => (canonical: string | undefined) =>
-  canonical !== undefined && cidrVersion(canonical) === version ? canonical : undefined;
-
 const netsOf = (version: IpVersion) =>
   z._default(
     z
       .array(
-        converted(z.string(), (text) => ofVersion(version)(canonicalCidr(text)), (text) => `${JSON.stringify(text)} is not a valid IPv${version} CIDR`),
+        converted(z.string(), (text) => canonicalCidrOf(version, text), (text) => `${JSON.stringify(text)} is not a valid IPv${version} CIDR`),
         { error: 'expected a list of CIDRs' },
       )
       .check(z.maxLength(LIMITS.netsPerFamily, { error: tooMany(`IPv${version} nets`, LIMITS.netsPerFamily) })),
@@ -36,7 +32,7 @@ const netsOf = (version: IpVersion) =>
   );
 
 const gatewayOf = (version: IpVersion) =>
-  convertedNullish((text) => ofVersion(version)(canonicalIp(text)), (text) => `${JSON.stringify(text)} is not a valid IPv${version} gateway`);
+  convertedNullish((text) => canonicalIpOf(version, text), (text) => `${JSON.stringify(text)} is not a valid IPv${version} gateway`);
 
 /** Moves a legacy `profile_id` into `profile_ids`, as Felix does. */
 function withProfileIds(value: unknown): unknown {

@@ -232,6 +232,18 @@ export function canonicalIp(text: string): string | undefined {
   return parsed && formatIp(parsed.version, parsed.bytes);
 }
 
+/** Canonical CIDR text when `text` is a CIDR (or bare IP) of family `version`, else undefined. */
+export function canonicalCidrOf(version: IpVersion, text: string): string | undefined {
+  const canonical = canonicalCidr(text);
+  return canonical !== undefined && cidrVersion(canonical) === version ? canonical : undefined;
+}
+
+/** Canonical bare IP text when `text` is an IP of family `version`, else undefined. */
+export function canonicalIpOf(version: IpVersion, text: string): string | undefined {
+  const canonical = canonicalIp(text);
+  return canonical !== undefined && cidrVersion(canonical) === version ? canonical : undefined;
+}
+
 /** IP version of a CIDR or bare address (no validation beyond the separator). */
 export function cidrVersion(text: string): IpVersion {
   return text.includes(':') ? 6 : 4;

@@ -5,13 +5,13 @@
  * probe reporting what the agent's process sees) on, and replaces itself (the agent has the
  * launcher's pid: no extra process between a supervisor and the agent).
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, test } from 'vitest';
 import { productVersion } from '../../src/version.js';
+import { runCommand } from '../helpers/run-node.js';
 
 const LAUNCHER = fileURLToPath(new URL('../../agent/launcher.sh', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'launcher-'));
@@ -23,19 +23,10 @@ writeFileSync(probe, `process.stderr.write(JSON.stringify({ pid: process.pid, mm
 const linked = join(dir, 'calico-agent');
 symlinkSync(LAUNCHER, linked);
 
-function run(env: Record<string, string>): Promise<{ pid: number; stdout: string; seen: { pid: number; mmap?: string; trim?: string; main: string } }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(linked, ['--version'], { cwd: tmpdir(), env: { PATH: process.env.PATH ?? '', CALICO_AGENT_NODE_FLAGS: `--require=${probe} --no-warnings`, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code !== 0) return reject(new Error(`exit ${code}: ${stderr}`));
-      resolve({ pid: child.pid!, stdout, seen: JSON.parse(stderr.trim().split('\n')[0]!) as { pid: number; main: string } });
-    });
-  });
+async function run(env: Record<string, string>): Promise<{ pid: number; stdout: string; seen: { pid: number; mmap?: string; trim?: string; main: string } }> {
+  const result = await runCommand(linked, ['--version'], { PATH: process.env.PATH ?? '', CALICO_AGENT_NODE_FLAGS: `--require=${probe} --no-warnings`, ...env }, '', tmpdir());
+  if (result.code !== 0) throw new Error(`exit ${result.code}: ${result.stderr}`);
+  return { pid: result.pid, stdout: result.stdout, seen: JSON.parse(result.stderr.trim().split('\n')[0]!) as { pid: number; main: string } };
 }
 
 test('starts the agent in place of itself, with the malloc tuning', async () => {

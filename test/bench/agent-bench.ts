@@ -96,9 +96,9 @@ const GAP_MS = (() => {
 })();
 /** Extra agent flags, space-separated (e.g. `--min-apply-interval=10ms --log-level=debug`). */
 const AGENT_ARGS = setting('AGENT_ARGS', '').split(/\s+/).filter((a) => a !== '');
-/** Extra Node.js flags for the agent process, space-separated (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
 /** The agent as its package installs it: the launcher behind the `calico-agent` command. */
 const AGENT_COMMAND = join(REPO_ROOT, 'agent/launcher.sh');
+/** Extra Node.js flags for the agent process, space-separated (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
 const AGENT_NODE_ARGS = setting('AGENT_NODE_ARGS', '').split(/\s+/).filter((a) => a !== '');
 /** When set, every agent's stderr (pino JSON lines) is appended to this file, for diagnosis. */
 const AGENT_LOG = setting('AGENT_LOG', '');
@@ -563,7 +563,6 @@ async function measureFloors(source: Netns, mode: Mode, registerNs: (ns: Netns) 
   const v4 = restorable((await source.exec([`iptables-${mode}-save`])).stdout);
   const v6 = restorable((await source.exec([`ip6tables-${mode}-save`])).stdout);
   const sets = (await source.exec(['ipset', 'save'])).stdout;
-  const full: number[] = [];
   const fullSets: number[] = [];
   const fullTables: number[] = [];
   let loaded: { ns: Netns; helper: HelperRunner } | undefined;
@@ -591,7 +590,6 @@ async function measureFloors(source: Netns, mode: Mode, registerNs: (ns: Netns) 
       const tablesMs = await time(() =>
         Promise.all([checked(helper, [`iptables-${mode}-restore`], v4), checked(helper, [`ip6tables-${mode}-restore`], v6)]),
       );
-      full.push(setsMs + tablesMs);
       fullSets.push(setsMs);
       fullTables.push(tablesMs);
     }
@@ -620,7 +618,7 @@ async function measureFloors(source: Netns, mode: Mode, registerNs: (ns: Netns) 
       const line = `${rep % 2 === 0 ? 'add' : 'del'} ${tagSet} 198.19.255.250\n`;
       member.push(await time(() => checked(helper, ['ipset', 'restore'], line)));
     }
-    return { fullRestoreMs: median(full), fullSetsMs: median(fullSets), fullTablesMs: median(fullTables), chainMs: median(chain), memberMs: median(member), chainName, chainBytes };
+    return { fullRestoreMs: median(fullSets.map((setsMs, rep) => setsMs + fullTables[rep]!)), fullSetsMs: median(fullSets), fullTablesMs: median(fullTables), chainMs: median(chain), memberMs: median(member), chainName, chainBytes };
   } finally {
     if (loaded) {
       await loaded.helper.close();

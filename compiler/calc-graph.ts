@@ -585,8 +585,8 @@ export class CalcGraph {
         if (before.missing !== undefined) increment(this.missingCount, before.missing, -1);
       }
       const claimants = this.claims.get(iface);
-      const candidate = claimants === undefined ? undefined : smallest(claimants);
-      if (candidate === undefined || this.refused.has(candidate)) {
+      const key = claimants === undefined ? undefined : smallest(claimants);
+      if (key === undefined || this.refused.has(key)) {
         if (before !== undefined) {
           this.winners.delete(iface);
           for (const family of FAMILIES) {
@@ -598,7 +598,6 @@ export class CalcGraph {
         }
         continue;
       }
-      const key = candidate;
       const input = this.local.get(key)!;
       const used: string[] = [];
       let missing: string | undefined;

@@ -9,6 +9,7 @@
  * keep failing closed until the next agent adopts them.
  */
 import { performance } from 'node:perf_hooks';
+import { getHeapStatistics } from 'node:v8';
 import type { Etcd3 } from 'etcd3';
 import { CalcGraph, defaultCompilerConfig, type CompilerConfig, type FamilyPlan, type IpFamily } from '../compiler/index.js';
 import { createEtcdClient } from '../src/datastore/client.js';
@@ -29,8 +30,9 @@ import type { EndpointStatus } from './endpoint-plumber.js';
 import { Reconciler, type ApplyReport } from './reconciler.js';
 import { StatusReporter } from './status.js';
 import { DataplaneStatusPublisher } from './dataplane-status.js';
-import { compactHeap } from './heap.js';
+import { collectGarbage, compactHeap, QuietCollector } from './heap.js';
 import type { DataplaneStatus } from '../src/model/index.js';
+import { systemClock } from './scheduler.js';
 import { Syncer } from './syncer.js';
 import { applyUpdates } from './updates.js';
 
@@ -117,6 +119,8 @@ interface PassHooks {
   onStatuses: StatusSink;
   onApplied?: (report: ApplyReport) => void;
   onFailed?: (reason: string) => void;
+  /** A family's kernel state was read (a verification read or a pass's own read). */
+  onKernelRead?: () => void;
 }
 
 /**
@@ -181,7 +185,10 @@ async function buildParts(config: AgentConfig, deps: AgentDeps, hooks: PassHooks
     },
     onFailed: hooks.onFailed,
     onEndpointStatuses: onStatuses,
-    onKernelRead: (family, state) => ruleCounters.update(family, state.tables.filter.counters ?? new Map()),
+    onKernelRead: (family, state) => {
+      ruleCounters.update(family, state.tables.filter.counters ?? new Map());
+      hooks.onKernelRead?.();
+    },
   });
   const status = new StatusReporter({
     client,
@@ -208,9 +215,23 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   let status: StatusReporter | undefined;
   let publisher: DataplaneStatusPublisher | undefined;
   let lastApplied: { revision: number; at: string; endpoints: DataplaneStatus['endpoints'] } | undefined;
+  // Passes and kernel reads leave garbage and a grown young generation behind; give it back
+  // once the agent is quiet.
+  let metrics: AgentMetrics | undefined;
+  const quiet = new QuietCollector({
+    clock: systemClock,
+    collect: () => {
+      const before = getHeapStatistics().total_heap_size;
+      if (!collectGarbage()) return;
+      metrics?.quietCollections.inc();
+      log.debug({ committedMiB: [before, getHeapStatistics().total_heap_size].map((b) => Math.round(b / 1048576)) }, 'heap collected after a quiet spell');
+    },
+  });
   const hooks: PassHooks = {
     onStatuses: (statuses) => void status?.update(statuses),
+    onKernelRead: () => quiet.worked(),
     onApplied: (report) => {
+      quiet.worked();
       if (lastApplied === undefined) {
         // The initial sync is in the kernel: what it decoded and rendered is garbage now.
         void compactHeap().then(({ rounds, committedBefore, committedAfter }) =>
@@ -228,7 +249,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   };
   const parts = await buildParts(config, { ...deps, metrics: deps.metrics ?? createAgentMetrics({ processMetrics: true }) }, hooks, true);
   status = parts.status;
-  const { syncer, reconciler, metrics, graph, client } = parts;
+  const { syncer, reconciler, graph, client } = parts;
+  metrics = parts.metrics;
   // Part of status reporting: off with it (--reporting-interval=0), like the host status whose
   // lease tells `calicoctl status` and `--wait` that this agent is alive.
   if (config.reportingIntervalMs > 0) {
@@ -276,6 +298,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       log.info('stopping; the dataplane is left as it is');
+      quiet.stop();
       await syncer.stop();
       await parts.hookWatch.stop();
       await reconciler.stop().catch(() => {});

@@ -19,6 +19,8 @@ export interface AgentMetrics {
   resyncs: Counter<'reason'>;
   invalidKeys: Counter<'kind'>;
   driftRepairs: Counter<'family'>;
+  /** Full collections made once the agent fell quiet after work (agent/heap.ts). */
+  quietCollections: Counter<never>;
   endpointsProgrammed: Gauge<never>;
   rulesProgrammed: Gauge<'family'>;
   initialResyncSeconds: Gauge<never>;
@@ -90,6 +92,11 @@ export function createAgentMetrics(options: { processMetrics?: boolean } = {}): 
       name: 'calico_agent_drift_repairs_total',
       help: 'Read-backs that found our kernel state changed by someone else and rewrote it',
       labelNames: ['family'] as const,
+      registers,
+    }),
+    quietCollections: new Counter({
+      name: 'calico_agent_quiet_collections_total',
+      help: 'Full heap collections made once the agent had been quiet for a while after work (gives memory back)',
       registers,
     }),
     endpointsProgrammed: new Gauge({

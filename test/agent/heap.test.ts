@@ -1,11 +1,13 @@
 /**
  * agent/heap.ts: collectGarbage really runs a full collection (an object reachable only through
  * a WeakRef is gone after it), and compactHeap gives committed heap back after a load that left
- * live objects interleaved with garbage, as the agent's initial sync does.
+ * live objects interleaved with garbage, as the agent's initial sync does; QuietCollector
+ * collects once per quiet spell (fake clock).
  */
 import { getHeapStatistics } from 'node:v8';
-import { expect, test } from 'vitest';
-import { collectGarbage, compactHeap } from '../../agent/heap.js';
+import { describe, expect, test } from 'vitest';
+import { collectGarbage, compactHeap, QuietCollector } from '../../agent/heap.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 test('an unreachable object is collected', async () => {
   let ref: WeakRef<object> | undefined;
@@ -35,4 +37,56 @@ test('compactHeap repeats collections while they give committed heap back, and r
   expect(compaction.committedBefore).toBeLessThanOrEqual(committedBefore);
   expect(compaction.committedAfter).toBeLessThan(compaction.committedBefore);
   expect(live.size).toBe(150_000);
+});
+
+describe('QuietCollector (fake clock)', () => {
+  const setup = () => {
+    const clock = new FakeClock();
+    const collections: number[] = [];
+    const quiet = new QuietCollector({ clock, quietMs: 8_000, gapMs: 6_000, collect: () => collections.push(clock.now()) });
+    return { clock, quiet, collections };
+  };
+
+  test('collects once the agent has been quiet for quietMs after work, again gapMs later, then no more', () => {
+    const { clock, quiet, collections } = setup();
+    const start = clock.now();
+    quiet.worked();
+    clock.advance(7_999);
+    expect(collections).toEqual([]);
+    clock.advance(1);
+    expect(collections).toEqual([start + 8_000]);
+    clock.advance(60_000);
+    expect(collections).toEqual([start + 8_000, start + 14_000]);
+  });
+
+  test('each piece of work restarts the quiet spell, also between the two collections', () => {
+    const { clock, quiet, collections } = setup();
+    for (let i = 0; i < 10; i++) {
+      quiet.worked();
+      clock.advance(5_000);
+    }
+    expect(collections).toHaveLength(0);
+    clock.advance(3_000);
+    expect(collections).toHaveLength(1);
+    clock.advance(5_000);
+    quiet.worked(); // before the second collection: it is not made, the spell starts over
+    clock.advance(7_999);
+    expect(collections).toHaveLength(1);
+    clock.advance(1);
+    expect(collections).toHaveLength(2);
+    clock.advance(6_000);
+    expect(collections).toHaveLength(3);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  test('after stop nothing is collected, whatever work is reported', () => {
+    const { clock, quiet, collections } = setup();
+    quiet.worked();
+    clock.advance(8_000);
+    quiet.stop();
+    quiet.worked();
+    clock.advance(60_000);
+    expect(collections).toHaveLength(1);
+    expect(clock.pendingTimers).toBe(0);
+  });
 });

@@ -13,8 +13,9 @@ RUN npm run build && npm pack --ignore-scripts --silent --pack-destination /tmp 
 
 FROM node:20-bookworm-slim
 # kmod: modprobe, for the netfilter modules the tools load from the host's /lib/modules.
+# libjemalloc2: the agent's malloc (agent/launcher.sh says why).
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iptables ipset iproute2 kmod util-linux procps \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iptables ipset iproute2 kmod util-linux procps libjemalloc2 \
  && rm -rf /var/lib/apt/lists/*
 # The package as users install it: calicoctl, calico-agent and calico-docker-plugin on PATH
 # (`docker exec calico-agent calicoctl profile show`, `docker run IMAGE calicoctl …`).

@@ -220,11 +220,12 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   let metrics: AgentMetrics | undefined;
   const quiet = new QuietCollector({
     clock: systemClock,
-    collect: () => {
+    collect: async (step) => {
       const before = getHeapStatistics().total_heap_size;
-      if (!collectGarbage()) return;
-      metrics?.quietCollections.inc();
-      log.debug({ committedMiB: [before, getHeapStatistics().total_heap_size].map((b) => Math.round(b / 1048576)) }, 'heap collected after a quiet spell');
+      const collected = step === 'release' ? (await compactHeap()).rounds > 0 : collectGarbage();
+      if (!collected) return;
+      metrics?.quietCollections.inc({ step });
+      log.debug({ step, committedMiB: [before, getHeapStatistics().total_heap_size].map((b) => Math.round(b / 1048576)) }, 'heap collected after a quiet spell');
     },
   });
   const hooks: PassHooks = {

@@ -75,51 +75,58 @@ export async function compactHeap(): Promise<Compaction> {
   return { rounds, committedBefore, committedAfter: committed };
 }
 
-/** How long the agent must be quiet after work before QuietCollector collects. */
+/** How long the agent must be quiet after work before QuietCollector's first step. */
 export const QUIET_COLLECTION_MS = 8_000;
 /**
- * Quiet time between QuietCollector's two collections. V8 shrinks the young generation in a full
+ * Quiet time between QuietCollector's two steps. V8 shrinks the young generation in a full
  * collection only when the allocation rate it measured since the collections of the last 5 s is
- * low; the first collection ends the busy period's measurement, the second sees the quiet one.
+ * low; the first step ends the busy period's measurement, the second sees the quiet one.
  */
 export const SHRINK_COLLECTION_GAP_MS = 6_000;
 
 export interface QuietCollectorOptions {
   clock: Clock;
-  /** Quiet time after the last work before the first collection (default QUIET_COLLECTION_MS). */
+  /** Quiet time after the last work before the first step (default QUIET_COLLECTION_MS). */
   quietMs?: number;
-  /** Further quiet time before the second (default SHRINK_COLLECTION_GAP_MS). */
+  /** Further quiet time before the second step (default SHRINK_COLLECTION_GAP_MS). */
   gapMs?: number;
-  /** One collection (default collectGarbage). */
-  collect?: () => unknown;
+  /**
+   * One step: 'release' frees and compacts what the work left (default compactHeap), 'shrink'
+   * is the full collection that lets V8 shrink the young generation (default collectGarbage).
+   */
+  collect?: (step: QuietStep) => unknown;
 }
 
+export type QuietStep = 'release' | 'shrink';
+
+const defaultQuietStep = (step: QuietStep): unknown => (step === 'release' ? compactHeap() : collectGarbage());
+
 /**
- * Two full collections each time the agent falls quiet: `worked()` after each pass or kernel read
- * (re)arms a timer; when it fires, with no work since, the first collection runs (it frees what
- * the work left), and `gapMs` later, still with no work, the second (it shrinks the young
- * generation). Work in between starts over. Steady work keeps them from ever running (V8 then
- * collects as it sees fit); at most two collections per quiet spell.
+ * Two steps each time the agent falls quiet: `worked()` after each pass or kernel read (re)arms a
+ * timer; when it fires, with no work since, 'release' runs (full collections that free and
+ * compact what the work left), and `gapMs` later, still with no work, 'shrink' (one more, in
+ * which V8 shrinks the young generation). Work in between starts over. Steady work keeps them
+ * from ever running (V8 then collects as it sees fit); at most two steps per quiet spell.
  */
 export class QuietCollector {
   private readonly quietMs: number;
   private readonly gapMs: number;
-  private readonly collect: () => unknown;
+  private readonly collect: (step: QuietStep) => unknown;
   private cancel: (() => void) | undefined;
   private stopped = false;
 
   constructor(private readonly options: QuietCollectorOptions) {
     this.quietMs = options.quietMs ?? QUIET_COLLECTION_MS;
     this.gapMs = options.gapMs ?? SHRINK_COLLECTION_GAP_MS;
-    this.collect = options.collect ?? collectGarbage;
+    this.collect = options.collect ?? defaultQuietStep;
   }
 
   /** Work happened: collect once `quietMs` pass without more, and again `gapMs` after that. */
   worked(): void {
     if (this.stopped) return;
     this.arm(this.quietMs, () => {
-      this.collect();
-      this.arm(this.gapMs, () => this.collect());
+      this.collect('release');
+      this.arm(this.gapMs, () => this.collect('shrink'));
     });
   }
 

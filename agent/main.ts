@@ -22,6 +22,17 @@ import { IptablesBackendError } from './dataplane/iptables-backend.js';
 import { createLogger } from './logger.js';
 import { routeProcessWarnings } from '../src/process-warnings.js';
 
+/**
+ * The launcher's preload (jemalloc, launcher.sh) is for this process: its children (the exec
+ * helper, the tools) start without it. An LD_PRELOAD the operator set is left alone.
+ */
+function keepLauncherPreloadToThisProcess(env: NodeJS.ProcessEnv): void {
+  const preloaded = env.CALICO_AGENT_PRELOADED;
+  if (preloaded === undefined) return;
+  if (env.LD_PRELOAD === preloaded) delete env.LD_PRELOAD;
+  delete env.CALICO_AGENT_PRELOADED;
+}
+
 /** The longest a signal-initiated stop may take before the process exits regardless. */
 const STOP_DEADLINE_MS = 3_000;
 
@@ -36,6 +47,7 @@ function exitCodeOf(error: unknown): number {
 }
 
 async function main(): Promise<void> {
+  keepLauncherPreloadToThisProcess(process.env);
   let config: AgentConfig;
   try {
     config = loadConfig({ argv: process.argv.slice(2), env: process.env });

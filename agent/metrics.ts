@@ -19,8 +19,8 @@ export interface AgentMetrics {
   resyncs: Counter<'reason'>;
   invalidKeys: Counter<'kind'>;
   driftRepairs: Counter<'family'>;
-  /** Full collections made once the agent fell quiet after work (agent/heap.ts). */
-  quietCollections: Counter<never>;
+  /** QuietCollector steps run once the agent fell quiet after work (agent/heap.ts). */
+  quietCollections: Counter<'step'>;
   endpointsProgrammed: Gauge<never>;
   rulesProgrammed: Gauge<'family'>;
   initialResyncSeconds: Gauge<never>;
@@ -96,7 +96,8 @@ export function createAgentMetrics(options: { processMetrics?: boolean } = {}): 
     }),
     quietCollections: new Counter({
       name: 'calico_agent_quiet_collections_total',
-      help: 'Full heap collections made once the agent had been quiet for a while after work (gives memory back)',
+      help: 'Heap collection steps (release: free and compact; shrink: young generation) run once the agent had been quiet for a while after work',
+      labelNames: ['step'] as const,
       registers,
     }),
     endpointsProgrammed: new Gauge({

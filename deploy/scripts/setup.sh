@@ -18,7 +18,7 @@ if (($(node_major) < 20)); then
   fi
   need+=(nodejs npm)
 fi
-for pkg in etcd-server etcd-client iptables ipset iproute2 iputils-ping netcat-openbsd procps util-linux docker.io busybox-static systemd debootstrap; do
+for pkg in etcd-server etcd-client iptables ipset libjemalloc2 iproute2 iputils-ping netcat-openbsd procps util-linux docker.io busybox-static systemd debootstrap; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -104,7 +104,9 @@ done
 [[ $(build run --rm --network none calico-agent:test --version) == "calico-agent $version" ]] || fail "flags without a command do not reach the agent"
 build run --rm --network none calico-agent:test sh -c 'for c in modprobe ipset iptables-nft-restore iptables-legacy-restore ip6tables-nft-restore ip; do command -v $c >/dev/null || { echo "missing $c"; exit 1; }; done' \
   || fail "kernel tools missing in the image"
-step "calicoctl, calico-agent, calico-docker-plugin $version and the kernel tools are on the image's PATH"
+build run --rm --network none calico-agent:test sh -c 'ls /usr/lib/*-linux-gnu/libjemalloc.so.2' >/dev/null \
+  || fail "jemalloc (the agent's malloc, agent/launcher.sh) missing in the image"
+step "calicoctl, calico-agent, calico-docker-plugin $version, the kernel tools and jemalloc are in the image"
 
 # 4. The agent container in a namespace with its own etcd.
 ip netns add "$netns"

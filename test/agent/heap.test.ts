@@ -6,7 +6,7 @@
  */
 import { getHeapStatistics } from 'node:v8';
 import { describe, expect, test } from 'vitest';
-import { collectGarbage, compactHeap, QuietCollector } from '../../agent/heap.js';
+import { collectGarbage, compactHeap, QuietCollector, type QuietStep } from '../../agent/heap.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
 test('an unreachable object is collected', async () => {
@@ -42,21 +42,24 @@ test('compactHeap repeats collections while they give committed heap back, and r
 describe('QuietCollector (fake clock)', () => {
   const setup = () => {
     const clock = new FakeClock();
-    const collections: number[] = [];
-    const quiet = new QuietCollector({ clock, quietMs: 8_000, gapMs: 6_000, collect: () => collections.push(clock.now()) });
+    const collections: [QuietStep, number][] = [];
+    const quiet = new QuietCollector({ clock, quietMs: 8_000, gapMs: 6_000, collect: (step) => collections.push([step, clock.now()]) });
     return { clock, quiet, collections };
   };
 
-  test('collects once the agent has been quiet for quietMs after work, again gapMs later, then no more', () => {
+  test('releases once the agent has been quiet for quietMs after work, shrinks gapMs later, then does no more', () => {
     const { clock, quiet, collections } = setup();
     const start = clock.now();
     quiet.worked();
     clock.advance(7_999);
     expect(collections).toEqual([]);
     clock.advance(1);
-    expect(collections).toEqual([start + 8_000]);
+    expect(collections).toEqual([['release', start + 8_000]]);
     clock.advance(60_000);
-    expect(collections).toEqual([start + 8_000, start + 14_000]);
+    expect(collections).toEqual([
+      ['release', start + 8_000],
+      ['shrink', start + 14_000],
+    ]);
   });
 
   test('each piece of work restarts the quiet spell, also between the two collections', () => {
@@ -73,9 +76,9 @@ describe('QuietCollector (fake clock)', () => {
     clock.advance(7_999);
     expect(collections).toHaveLength(1);
     clock.advance(1);
-    expect(collections).toHaveLength(2);
+    expect(collections.map(([step]) => step)).toEqual(['release', 'release']);
     clock.advance(6_000);
-    expect(collections).toHaveLength(3);
+    expect(collections.map(([step]) => step)).toEqual(['release', 'release', 'shrink']);
     expect(clock.pendingTimers).toBe(0);
   });
 

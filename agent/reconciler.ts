@@ -194,8 +194,13 @@ export class Reconciler {
   private readonly graph: CalcGraph;
   /** Per family: its kernel IO and the writers holding its cached kernel state. */
   private readonly writers: readonly FamilyWriters[];
-  /** Writes started per componentKey, so a verification read can tell which parts it overlapped. */
-  private readonly writesStarted = new Map<string, number>();
+  /**
+   * Per componentKey, a sequence bumped when one of our writes starts and again when it ends (odd
+   * while one is in flight), so a verification read or a hook check can tell which parts it
+   * overlapped: a part is trusted only if its sequence was even when the reading began and the
+   * same when it ended.
+   */
+  private readonly writeSeq = new Map<string, number>();
   private background: BackgroundRead | undefined;
   /** Families whose drift a verification read found; the next successful pass repairs it. */
   private readonly drifted = new Set<IpFamily>();
@@ -509,7 +514,8 @@ export class Reconciler {
         const labels = { tool, family: `v${dataplane.family}`, table: table ?? '' };
         this.log.debug({ ...labels, input }, 'writing restore input');
         const written = componentKey(dataplane.family, table ?? 'ipsets');
-        this.writesStarted.set(written, (this.writesStarted.get(written) ?? 0) + 1);
+        const bump = (): void => void this.writeSeq.set(written, (this.writeSeq.get(written) ?? 0) + 1);
+        bump();
         // A verification read in flight would be untrusted now; stopping it frees the kernel and
         // the CPU for this write (a large save slows a concurrent restore several-fold).
         const reading = this.background;
@@ -524,6 +530,8 @@ export class Reconciler {
           this.opts.metrics?.restoreCalls.inc({ ...labels, result: 'error' });
           this.opts.metrics?.restoreBytes.observe({ ...labels, result: 'error' }, bytes);
           throw error;
+        } finally {
+          bump();
         }
         this.opts.metrics?.restoreCalls.inc({ ...labels, result: 'ok' });
         this.opts.metrics?.restoreBytes.observe({ ...labels, result: 'ok' }, bytes);
@@ -625,18 +633,19 @@ export class Reconciler {
     }
   }
 
-  /** A token for `hooksObserved`: changes whenever one of our writes to this table starts. */
+  /** A token for `hooksObserved`: the table's write sequence (odd while one of our writes to it runs). */
   writeToken(family: IpFamily, table: TableName): number {
-    return this.writesStarted.get(componentKey(family, table)) ?? 0;
+    return this.writeSeq.get(componentKey(family, table)) ?? 0;
   }
 
   /**
    * The built-in chains we hook in one table, as a fast check read them (hook-watch.ts). Judged
-   * only if none of our writes to that table started since `token`; a hook that is gone, not
-   * first, or duplicated asks for a repair pass at once. Returns whether it did.
+   * only if none of our writes to that table ran while they were read (`token`, taken before the
+   * listing, was even and is unchanged); a hook that is gone, not first, or duplicated asks for
+   * a repair pass at once. Returns whether it did.
    */
   hooksObserved(family: IpFamily, table: TableName, builtins: ReadonlyMap<string, readonly BuiltinRule[]>, token: number): boolean {
-    if (this.stopped || token !== this.writeToken(family, table)) return false;
+    if (this.stopped || token % 2 === 1 || token !== this.writeToken(family, table)) return false;
     const writers = this.writers.find(({ dataplane }) => dataplane.family === family);
     if (writers === undefined || !writers.tables[table].verifyHooks(builtins)) return false;
     this.drifted.add(family);
@@ -652,7 +661,7 @@ export class Reconciler {
       startedAt: this.clock.now(),
       abort: new AbortController(),
       preemptible: this.verification.mayPreempt,
-      writesAtStart: new Map(this.writesStarted),
+      writesAtStart: new Map(this.writeSeq),
       done: Promise.resolve(),
       outcome: undefined,
     };
@@ -702,7 +711,8 @@ export class Reconciler {
       }
       const trusted = (component: Component): boolean => {
         const key = componentKey(family, component);
-        const written = (this.writesStarted.get(key) ?? 0) !== (read.writesAtStart.get(key) ?? 0);
+        const atStart = read.writesAtStart.get(key) ?? 0;
+        const written = atStart % 2 === 1 || (this.writeSeq.get(key) ?? 0) !== atStart;
         if (written) untrusted.push(key);
         return !written;
       };

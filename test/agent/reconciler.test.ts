@@ -10,6 +10,7 @@ import { describe, expect, test } from 'vitest';
 import { CalcGraph, defaultCompilerConfig, profileChainName, tagIpsetName } from '../../compiler/index.js';
 import type { IptablesBackend } from '../../agent/dataplane/iptables-backend.js';
 import { createFamilyDataplane } from '../../agent/dataplane/family-dataplane.js';
+import { HOOKED_BUILTINS } from '../../agent/dataplane/iptables.js';
 import type { Plumbing } from '../../agent/dataplane/plumbing.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import type { CommandResult, CommandRunner, RunOptions } from '../../agent/dataplane/types.js';
@@ -31,10 +32,13 @@ class RecordingRunner implements CommandRunner {
   readonly calls: Call[] = [];
   /** Decides whether a write fails: return stderr to fail it. */
   failWrite: (call: Call) => string | undefined = () => undefined;
+  /** Decides whether a write is held in flight: return a promise that lets it finish. */
+  holdWrite: (call: Call) => Promise<void> | undefined = () => undefined;
 
   async run(argv: readonly string[], options: RunOptions = {}): Promise<CommandResult> {
     const call = { argv, input: options.input };
     this.calls.push(call);
+    if (isWrite(call)) await this.holdWrite(call);
     const ok = (stdout = ''): CommandResult => ({ code: 0, stdout, stderr: '', durationMs: 0 });
     const tool = argv[0] ?? '';
     if (tool.endsWith('-save')) return ok(EMPTY_SAVE[argv[argv.indexOf('-t') + 1] ?? ''] ?? '');
@@ -229,6 +233,29 @@ describe('reconciler against a recording runner', () => {
     await expect(reconciler.reconcileOnce()).rejects.toThrow(/cannot succeed/);
     // Both families' first step (their ipset restore) ran side by side; nothing after it, no retry.
     expect(runner.writes().map((call) => call.argv[0])).toEqual(['ipset', 'ipset']);
+  });
+
+  test('a hook listing taken while our write to that table runs is not judged; one taken between writes is', async () => {
+    const { runner, source, reconciler } = setup();
+    await reconciler.reconcileOnce();
+    const noHooks = new Map(HOOKED_BUILTINS.filter.map((chain) => [chain, []]));
+    let inFlight!: () => void;
+    const started = new Promise<void>((resolve) => (inFlight = resolve));
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    runner.holdWrite = (call) => (call.argv[0] === 'iptables-nft-restore' && /^\*filter/m.test(call.input ?? '') ? (inFlight(), held) : undefined);
+    source.setProfile('WEB', { inbound_rules: [{ action: 'deny' }], outbound_rules: [{ action: 'allow' }] });
+    const pass = reconciler.reconcileOnce();
+    await started;
+    // Listed now, the chains may show our restore half-done: whatever they show, no repair.
+    const during = reconciler.writeToken(4, 'filter');
+    expect(reconciler.hooksObserved(4, 'filter', noHooks, during)).toBe(false);
+    release();
+    await pass;
+    expect(reconciler.hooksObserved(4, 'filter', noHooks, during)).toBe(false);
+    // Listed with no write of ours running, a missing hook is judged and repaired.
+    const between = reconciler.writeToken(4, 'filter');
+    expect(reconciler.hooksObserved(4, 'filter', noHooks, between)).toBe(true);
   });
 
   test('endpoint statuses: active up, inactive down; remote endpoints are not reported', async () => {

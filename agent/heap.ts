@@ -91,15 +91,13 @@ export interface QuietCollectorOptions {
   /** Further quiet time before the second step (default SHRINK_COLLECTION_GAP_MS). */
   gapMs?: number;
   /**
-   * One step: 'release' frees and compacts what the work left (default compactHeap), 'shrink'
-   * is the full collection that lets V8 shrink the young generation (default collectGarbage).
+   * One step: 'release' frees and compacts what the work left (the agent: compactHeap), 'shrink'
+   * is the full collection in which V8 shrinks the young generation (the agent: collectGarbage).
    */
-  collect?: (step: QuietStep) => unknown;
+  collect: (step: QuietStep) => unknown;
 }
 
 export type QuietStep = 'release' | 'shrink';
-
-const defaultQuietStep = (step: QuietStep): unknown => (step === 'release' ? compactHeap() : collectGarbage());
 
 /**
  * Two steps each time the agent falls quiet: `worked()` after each pass or kernel read (re)arms a
@@ -111,22 +109,20 @@ const defaultQuietStep = (step: QuietStep): unknown => (step === 'release' ? com
 export class QuietCollector {
   private readonly quietMs: number;
   private readonly gapMs: number;
-  private readonly collect: (step: QuietStep) => unknown;
   private cancel: (() => void) | undefined;
   private stopped = false;
 
   constructor(private readonly options: QuietCollectorOptions) {
     this.quietMs = options.quietMs ?? QUIET_COLLECTION_MS;
     this.gapMs = options.gapMs ?? SHRINK_COLLECTION_GAP_MS;
-    this.collect = options.collect ?? defaultQuietStep;
   }
 
   /** Work happened: collect once `quietMs` pass without more, and again `gapMs` after that. */
   worked(): void {
     if (this.stopped) return;
     this.arm(this.quietMs, () => {
-      this.collect('release');
-      this.arm(this.gapMs, () => this.collect('shrink'));
+      this.options.collect('release');
+      this.arm(this.gapMs, () => this.options.collect('shrink'));
     });
   }
 

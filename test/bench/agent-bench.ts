@@ -3,7 +3,7 @@
  * same run (prints figures, asserts nothing). Run: `npm run bench:agent` (builds first).
  *
  * One private etcd, one throwaway host namespace per backend, the built agent started as the
- * `calico-agent` command runs it (agent/launcher.sh, with its malloc tuning), programming that
+ * `calico-agent` command runs it (agent/launcher.sh: jemalloc when installed), programming that
  * namespace through `--dataplane-netns`, started with its
  * default options (backend `auto`) unless BACKENDS names one. No packets are sent: this measures
  * programming, not forwarding. Phases, per backend:

@@ -34,7 +34,10 @@ test('compactHeap repeats collections while they give committed heap back, and r
   const committedBefore = getHeapStatistics().total_heap_size;
   const compaction = await compactHeap();
   expect(compaction.rounds).toBeGreaterThanOrEqual(2);
-  expect(compaction.committedBefore).toBeLessThanOrEqual(committedBefore);
+  // "Before" is the heap as it was when called (it may have grown a page meanwhile), not after a
+  // first collection, which frees far more than 4 MiB here.
+  expect(Math.abs(compaction.committedBefore - committedBefore)).toBeLessThan(4 * 1024 * 1024);
+  expect(compaction.committedBefore - compaction.committedAfter).toBeGreaterThan(4 * 1024 * 1024);
   expect(compaction.committedAfter).toBeLessThan(compaction.committedBefore);
   expect(live.size).toBe(150_000);
 });

@@ -1,11 +1,11 @@
 /**
  * agent/launcher.sh, the `calico-agent` command: run through a symlink from elsewhere (as npm
  * links it onto PATH), it starts the real agent with glibc's malloc tuning in its environment and
- * jemalloc preloaded (installed by .ci/run and the image; libjemalloc2), keeps values the operator
- * set, passes arguments and CALICO_AGENT_NODE_FLAGS (here: a preloaded probe reporting what the
- * agent's process sees, at its start and at its exit) on, and replaces itself (the agent has the
- * launcher's pid: no extra process between a supervisor and the agent). The agent's children
- * start without the launcher's preload.
+ * jemalloc preloaded (libjemalloc2: deploy/scripts/setup.sh, which .ci/run runs, and the image
+ * install it), keeps values the operator set, passes arguments and CALICO_AGENT_NODE_FLAGS (here:
+ * a preloaded probe reporting what the agent's process sees, at its start and at its exit) on,
+ * and replaces itself (the agent has the launcher's pid: no extra process between a supervisor
+ * and the agent). The agent's children start without the launcher's preload.
  */
 import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -633,6 +633,14 @@ export class Reconciler {
     }
   }
 
+  /**
+   * Whether one of our writes to `key` ran while something read it, given the write sequence
+   * when the reading began: one was in flight then (odd), or one started since (changed).
+   */
+  private wroteDuring(key: string, seqAtStart: number): boolean {
+    return seqAtStart % 2 === 1 || (this.writeSeq.get(key) ?? 0) !== seqAtStart;
+  }
+
   /** A token for `hooksObserved`: the table's write sequence (odd while one of our writes to it runs). */
   writeToken(family: IpFamily, table: TableName): number {
     return this.writeSeq.get(componentKey(family, table)) ?? 0;
@@ -645,7 +653,7 @@ export class Reconciler {
    * a repair pass at once. Returns whether it did.
    */
   hooksObserved(family: IpFamily, table: TableName, builtins: ReadonlyMap<string, readonly BuiltinRule[]>, token: number): boolean {
-    if (this.stopped || token % 2 === 1 || token !== this.writeToken(family, table)) return false;
+    if (this.stopped || this.wroteDuring(componentKey(family, table), token)) return false;
     const writers = this.writers.find(({ dataplane }) => dataplane.family === family);
     if (writers === undefined || !writers.tables[table].verifyHooks(builtins)) return false;
     this.drifted.add(family);
@@ -711,8 +719,7 @@ export class Reconciler {
       }
       const trusted = (component: Component): boolean => {
         const key = componentKey(family, component);
-        const atStart = read.writesAtStart.get(key) ?? 0;
-        const written = atStart % 2 === 1 || (this.writeSeq.get(key) ?? 0) !== atStart;
+        const written = this.wroteDuring(key, read.writesAtStart.get(key) ?? 0);
         if (written) untrusted.push(key);
         return !written;
       };

@@ -215,16 +215,16 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   let status: StatusReporter | undefined;
   let publisher: DataplaneStatusPublisher | undefined;
   let lastApplied: { revision: number; at: string; endpoints: DataplaneStatus['endpoints'] } | undefined;
+  const metrics = deps.metrics ?? createAgentMetrics({ processMetrics: true });
   // Passes and kernel reads leave garbage and a grown young generation behind; give it back
   // once the agent is quiet.
-  let metrics: AgentMetrics | undefined;
   const quiet = new QuietCollector({
     clock: systemClock,
     collect: async (step) => {
       const before = getHeapStatistics().total_heap_size;
       const collected = step === 'release' ? (await compactHeap()).rounds > 0 : collectGarbage();
       if (!collected) return;
-      metrics?.quietCollections.inc({ step });
+      metrics.quietCollections.inc({ step });
       log.debug({ step, committedMiB: [before, getHeapStatistics().total_heap_size].map((b) => Math.round(b / 1048576)) }, 'heap collected after a quiet spell');
     },
   });
@@ -248,10 +248,9 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       if (lastApplied) publisher?.publish({ revision: lastApplied.revision, applied_at: lastApplied.at, last_error: reason, endpoints: lastApplied.endpoints });
     },
   };
-  const parts = await buildParts(config, { ...deps, metrics: deps.metrics ?? createAgentMetrics({ processMetrics: true }) }, hooks, true);
+  const parts = await buildParts(config, { ...deps, metrics }, hooks, true);
   status = parts.status;
   const { syncer, reconciler, graph, client } = parts;
-  metrics = parts.metrics;
   // Part of status reporting: off with it (--reporting-interval=0), like the host status whose
   // lease tells `calicoctl status` and `--wait` that this agent is alive.
   if (config.reportingIntervalMs > 0) {

@@ -6,10 +6,10 @@
  * chains and sets stays on its slower schedule (--refresh-interval).
  *
  * Invariants: checks never overlap (the next waits for the previous), nor do the listings of one
- * check (one process at a time), and checks take at most a tenth
- * of the time (the wait is at least 10 × the last check's duration); a check during one of our
- * own writes to a table is not judged (the reconciler compares write tokens); a failing list is
- * logged at debug and retried at the next tick, never fatal; `stop()` ends the loop.
+ * check (one process at a time); checks take at most a tenth of the time (the wait is at least
+ * 10 × the last check's duration); a check that overlaps one of our own writes to a table is not
+ * judged (the reconciler compares write tokens); a failing list is logged at debug and retried at
+ * the next tick, never fatal; `stop()` ends the loop.
  */
 import type { BuiltinRule, IpFamily, TableName } from '../compiler/index.js';
 import { runChecked } from './dataplane/command-runner.js';

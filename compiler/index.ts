@@ -14,6 +14,7 @@ export {
   planChainUpdates,
   planFamily,
   planHookRepair,
+  memberDeltaText,
   planIpsetUpdate,
   renderFamily,
   sameHashes,

@@ -94,6 +94,28 @@ describe('planFamily examples', () => {
     expect(planFamily(b.v6, kernelStateOf(a.v6)).ipsetUpdates).toBe('del cali6-tag-APP_7890 2001:db8:1::10\n');
   });
 
+  test('three or more member changes to one set are headed by its declaration (create -exist), which the kernel takes as a no-op', () => {
+    const before = webAppSnapshot();
+    const endpoints = new Map(before.endpoints);
+    for (const n of [21, 22, 23]) {
+      const [k, v] = endpointInput('host2', `web${n}`, { state: 'active', name: `caliweb${n}`, profile_ids: ['WEB'], ipv4_nets: [`203.0.113.${n}/32`] });
+      endpoints.set(k, v);
+    }
+    const a = compile(before);
+    const b = compile({ ...before, endpoints });
+    const sim = loadedSim(a.v4);
+    const plan = planFamily(b.v4, sim.state());
+    expect(plan.ipsetUpdates).toBe(
+      'create cali4-tag-APP_7890 hash:net family inet maxelem 1048576 -exist\n' +
+        ['21', '22', '23'].map((n) => `add cali4-tag-APP_7890 203.0.113.${n}\n`).join(''),
+    );
+    sim.applyPlan(plan);
+    expect(normaliseState(sim.state())).toEqual(normaliseState(kernelStateOf(b.v4)));
+    // The same declaration against a set of other metadata is refused.
+    const other = loadedSim(compile(webAppSnapshot({ ...defaultCompilerConfig(), maxIpsetSize: 65536 })).v4);
+    expect(() => other.applyPlan(plan)).toThrow(/already exists/);
+  });
+
   test('a maxelem change rebuilds the set through a scratch set and swap', () => {
     const a = compile(webAppSnapshot());
     const b = compile(webAppSnapshot({ ...defaultCompilerConfig(), maxIpsetSize: 65536 }));

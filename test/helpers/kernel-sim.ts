@@ -1,8 +1,9 @@
 /**
  * A small pure simulator of the kernel for ONE IP family, speaking exactly the restore dialect
  * the compiler's plans use:
- *   ipset restore:        create | add | del | flush | swap | destroy   (applied line by line,
- *                         like the real tool: no rollback)
+ *   ipset restore:        create [-exist] | add | del | flush | swap | destroy   (applied line
+ *                         by line, like the real tool: no rollback; `create … -exist` of a set
+ *                         with the same metadata is a no-op, other metadata fail)
  *   ip[6]tables-restore:  *table, `:chain - [0:0]` (create or flush), -A, -I <chain> 1, -D, -F,
  *                         -X, COMMIT   (atomic: a failing transaction changes nothing)
  * and enforcing the kernel rules that make ordering matter: a rule may only jump/goto an existing
@@ -79,9 +80,10 @@ export class KernelSim {
       const set = this.ipsets.get(name!);
       switch (command) {
         case 'create': {
+          const [type, familyWord, family, maxelemWord, maxelem, exist] = args;
+          if (familyWord !== 'family' || maxelemWord !== 'maxelem' || type === undefined || (exist !== undefined && exist !== '-exist')) fail('bad create');
+          if (set && exist !== undefined && set.type === type && set.family === family && set.maxelem === Number(maxelem)) break;
           if (set) fail('set already exists');
-          const [type, familyWord, family, maxelemWord, maxelem] = args;
-          if (familyWord !== 'family' || maxelemWord !== 'maxelem' || type === undefined) fail('bad create');
           this.ipsets.set(name!, {
             type: type!,
             family: family as 'inet' | 'inet6',

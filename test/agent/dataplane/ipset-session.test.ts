@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CommandError, createCommandRunner } from '../../../agent/dataplane/command-runner.js';
 import { IpsetSession } from '../../../agent/dataplane/ipset-session.js';
 import { SESSION_MAX_LINES, createIpsetIo } from '../../../agent/dataplane/ipsets.js';
+import { memberDeltaText } from '../../../compiler/index.js';
 import { createNetns, type Netns } from '../../helpers/netns.js';
 import { recording } from './recording-runner.js';
 
@@ -94,6 +95,34 @@ describe('IpsetSession', () => {
     expect(runner.commands.map((c) => c.argv)).toEqual([['ipset', 'restore']]);
     expect((await members()).filter((m) => m.startsWith('10.9.'))).toHaveLength(SESSION_MAX_LINES + 1);
     expect(await members()).not.toContain('192.0.2.8');
+  });
+
+  it('member deltas headed by a declaration (memberDeltaText) apply on both paths; other metadata are refused', async () => {
+    const runner = recording(createCommandRunner({ netns: ns.name }));
+    const io = createIpsetIo(runner, session);
+    const meta = { type: 'hash:net', family: 'inet' as const, maxelem: 65536 };
+    const delta = (prefix: string, count: number): string =>
+      memberDeltaText('cali4-tag-S', meta, count, Array.from({ length: count }, (_, i) => `add cali4-tag-S ${prefix}.${i >> 8}.${i & 255}\n`).join(''));
+    const small = delta('10.7', 3);
+    expect(small.split('\n')[0]).toBe('create cali4-tag-S hash:net family inet maxelem 65536 -exist');
+    expect(delta('10.5', 2)).not.toContain('create'); // too few lines to gain from it
+    await io.apply(small); // through the session
+    await io.apply(delta('10.6', SESSION_MAX_LINES + 1)); // through ipset restore
+    expect(runner.commands.map((c) => c.argv)).toEqual([['ipset', 'restore']]);
+    expect((await members()).filter((m) => m.startsWith('10.7.'))).toHaveLength(3);
+    expect((await members()).filter((m) => m.startsWith('10.6.'))).toHaveLength(SESSION_MAX_LINES + 1);
+    // The set in the kernel has other metadata than we believe: the declaration fails the batch
+    // on either path (ipset restore stops there: none of its members went in).
+    const drifted = (count: number): string =>
+      memberDeltaText('cali4-tag-S', { ...meta, type: 'hash:ip' }, count, Array.from({ length: count }, (_, i) => `add cali4-tag-S 10.8.${i >> 8}.${i & 255}\n`).join(''));
+    for (const count of [3, SESSION_MAX_LINES + 1]) {
+      const error = await io.apply(drifted(count)).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(CommandError);
+      expect((error as CommandError).stderr).toMatch(/already exists/);
+    }
+    await session.apply('flush cali4-tag-S\n');
+    await expect(io.apply(drifted(SESSION_MAX_LINES + 1))).rejects.toBeInstanceOf(CommandError);
+    expect(await members()).toEqual([]);
   });
 
   it('a session whose program exits at once fails transiently; one that cannot start is marked unusable', async () => {

@@ -23,10 +23,10 @@ describe('npm package', () => {
   test('holds the built runtime only', async () => {
     const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO_ROOT });
     const files = (JSON.parse(stdout) as [{ files: { path: string }[] }])[0].files.map((f) => f.path);
-    for (const needed of ['dist/calicoctl.cjs', 'agent/launcher.sh', 'dist/agent/main.js', 'dist/agent/docker-plugin/main.js', 'dist/agent/dataplane/exec-helper-main.js', 'package.json']) {
+    for (const needed of ['dist/calicoctl.cjs', 'src/cli/launcher.sh', 'agent/launcher.sh', 'dist/agent/main.js', 'dist/agent/docker-plugin/main.js', 'dist/agent/dataplane/exec-helper-main.js', 'package.json']) {
       expect(files).toContain(needed);
     }
-    expect(files.filter((path) => path.startsWith('dist/test/') || path.endsWith('.map') || path.endsWith('.ts') || !/^(dist\/|agent\/launcher\.sh$|package\.json$|README\.md$)/.test(path))).toEqual([]);
+    expect(files.filter((path) => path.startsWith('dist/test/') || path.endsWith('.map') || path.endsWith('.ts') || !/^(dist\/|agent\/launcher\.sh$|src\/cli\/launcher\.sh$|package\.json$|README\.md$)/.test(path))).toEqual([]);
   });
 
   test('npm install -g of the tarball puts the three commands on PATH', async () => {

@@ -38,6 +38,14 @@ export interface EtcdClientOptions {
  */
 export const DEFAULT_MAX_RECEIVE_BYTES = 64 * 1024 * 1024;
 
+/**
+ * HTTP/2 flow-control window of the connection and each stream (the default is 64 KiB). With the
+ * default, etcd stops sending a list page after 64 KiB until we acknowledge, which the agent's
+ * busy event loop does late: the next page, requested while the current one is decoded, then
+ * barely moves. With room for a whole page (syncer.ts: ~8 MiB) it arrives meanwhile.
+ */
+const FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024;
+
 function readTlsFile(path: string, variable: string): Buffer {
   try {
     return readFileSync(path);
@@ -53,7 +61,10 @@ export function createEtcdClient(settings: EtcdSettings, options: EtcdClientOpti
     dialTimeout: options.dialTimeoutMs ?? 3000,
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
     faultHandling: { host: () => noop, global: noop },
-    grpcOptions: { 'grpc.max_receive_message_length': options.maxReceiveBytes ?? DEFAULT_MAX_RECEIVE_BYTES },
+    grpcOptions: {
+      'grpc.max_receive_message_length': options.maxReceiveBytes ?? DEFAULT_MAX_RECEIVE_BYTES,
+      'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES,
+    },
   };
   if (settings.auth) etcdOptions.auth = { username: settings.auth.username, password: settings.auth.password };
   const { caCertFile, certFile, keyFile } = settings.tls;

@@ -99,8 +99,16 @@ export function planIpsetUpdate(desired: IpsetContent, current: KernelIpsetState
     return `${out}swap ${temp} ${desired.name}\ndestroy ${temp}\n`;
   }
   let count = 0;
-  for (const member of current.members) if (!desired.has(member)) (out += `del ${desired.name} ${member}\n`), count++;
-  for (const member of desired.members()) if (!current.members.has(member)) (out += `add ${desired.name} ${member}\n`), count++;
+  for (const member of current.members) {
+    if (desired.has(member)) continue;
+    out += `del ${desired.name} ${member}\n`;
+    count++;
+  }
+  for (const member of desired.members()) {
+    if (current.members.has(member)) continue;
+    out += `add ${desired.name} ${member}\n`;
+    count++;
+  }
   return memberDeltaText(desired.name, desired, count, out);
 }
 

@@ -39,10 +39,10 @@ export interface EtcdClientOptions {
 export const DEFAULT_MAX_RECEIVE_BYTES = 64 * 1024 * 1024;
 
 /**
- * HTTP/2 flow-control window of the connection and each stream (the default is 64 KiB). With the
- * default, etcd stops sending a list page after 64 KiB until we acknowledge, which the agent's
- * busy event loop does late: the next page, requested while the current one is decoded, then
- * barely moves. With room for a whole page (syncer.ts: ~8 MiB) it arrives meanwhile.
+ * HTTP/2 flow-control window of the connection and each stream (the default is 64 KiB): room for
+ * a whole list page (syncer.ts: up to ~8 MiB), so that the page requested while the agent decodes
+ * the current one need not wait for our acknowledgements, which a busy event loop sends late.
+ * Measured on 100k keys with 100 ms of work per page: 2.59 s mean against 2.75 s with 64 KiB.
  */
 const FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024;
 

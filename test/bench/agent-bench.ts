@@ -552,6 +552,8 @@ interface Floors {
   fullTablesMs: number;
   /** One profile chain (≈ RULES rules) replaced with iptables-restore --noflush (ms, median). */
   chainMs: number;
+  /** The slowest of those replacements (ms): the tool's own tail, beside the p99 target. */
+  chainMaxMs: number;
   /** One member added to (or removed from) a tag set with ipset restore (ms, median). */
   memberMs: number;
   chainName: string;
@@ -624,7 +626,7 @@ async function measureFloors(source: Netns, mode: Mode, registerNs: (ns: Netns) 
       const line = `${rep % 2 === 0 ? 'add' : 'del'} ${tagSet} 198.19.255.250\n`;
       member.push(await time(() => checked(helper, ['ipset', 'restore'], line)));
     }
-    return { fullRestoreMs: median(fullSets.map((setsMs, rep) => setsMs + fullTables[rep]!)), fullSetsMs: median(fullSets), fullTablesMs: median(fullTables), chainMs: median(chain), memberMs: median(member), chainName, chainBytes };
+    return { fullRestoreMs: median(fullSets.map((setsMs, rep) => setsMs + fullTables[rep]!)), fullSetsMs: median(fullSets), fullTablesMs: median(fullTables), chainMs: median(chain), chainMaxMs: Math.max(...chain), memberMs: median(member), chainName, chainBytes };
   } finally {
     if (loaded) {
       await loaded.helper.close();
@@ -771,7 +773,8 @@ async function benchBackend(setting: string, etcd: EtcdInstance, client: Etcd3, 
     log(
       `floors (${mode}, same ruleset, fresh namespace): full restore ${f0(floors.fullRestoreMs)} ms ` +
         `(ipset restore ${f0(floors.fullSetsMs)} ms, then both families' iptables restores ${f0(floors.fullTablesMs)} ms); ` +
-        `replace ${floors.chainName} (${floors.chainBytes} B) ${f1(floors.chainMs)} ms; one ipset member ${f1(floors.memberMs)} ms`,
+        `replace ${floors.chainName} (${floors.chainBytes} B) ${f1(floors.chainMs)} ms (slowest of ${FLOOR_REPS}: ${f1(floors.chainMaxMs)} ms); ` +
+        `one ipset member ${f1(floors.memberMs)} ms`,
     );
     row(label('cold start → ready'), `${f0(coldMs)} ms`, `${f0(floors.fullRestoreMs)} ms (full restore)`, coldMs / floors.fullRestoreMs,
       '≤ 1.3 × floor', coldMs <= 1.3 * floors.fullRestoreMs);
@@ -802,7 +805,7 @@ async function benchBackend(setting: string, etcd: EtcdInstance, client: Etcd3, 
       label('rule change, put → /status'),
       profileSamples,
       floors.chainMs,
-      'one chain replaced',
+      `one chain replaced; slowest of ${FLOOR_REPS}: ${f1(floors.chainMaxMs)} ms`,
       { p50: 1.5 * floors.chainMs, p99: 100, text: 'p50 ≤ 1.5 × floor, p99 ≤ 100 ms' },
     );
     const profileBytes = median(profileSamples.map((s) => s.bytes));

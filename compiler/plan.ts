@@ -68,15 +68,19 @@ function createLine(name: string, set: Pick<IpsetContent, 'type' | 'family' | 'm
 const DECLARE_FROM_LINES = 3;
 
 /**
- * Member lines (`del`/`add`) for one existing set, headed by `create … -exist` when there are at
- * least DECLARE_FROM_LINES of them. The declaration is a no-op for the kernel, but `ipset
+ * Member lines (`del`/`add`, each ending in a newline) for one existing set, headed by
+ * `create … -exist` when there are at least DECLARE_FROM_LINES of them. The declaration is a no-op for the kernel, but `ipset
  * restore` then batches the lines that follow: member lines for a set not created in the same
  * input cost ~2.5× as much, mostly in the kernel (measured: 16 adds per set, 0.63 s → 0.28 s for
  * 2,000 sets), while for one or two lines the extra command costs more than it saves. Other
  * metadata in the kernel make the declaration fail, as drift should; only it ignores "exists".
  */
-export function memberDeltaText(name: string, set: Pick<IpsetContent, 'type' | 'family' | 'maxelem'>, lineCount: number, lines: string): string {
-  if (lineCount < DECLARE_FROM_LINES) return lines;
+export function memberDeltaText(name: string, set: Pick<IpsetContent, 'type' | 'family' | 'maxelem'>, lines: string): string {
+  let at = -1;
+  for (let seen = 0; seen < DECLARE_FROM_LINES; seen++) {
+    at = lines.indexOf('\n', at + 1);
+    if (at < 0) return lines;
+  }
   return `${createLine(name, set).slice(0, -1)} -exist\n${lines}`;
 }
 
@@ -98,18 +102,9 @@ export function planIpsetUpdate(desired: IpsetContent, current: KernelIpsetState
     for (const member of desired.members()) out += `add ${temp} ${member}\n`;
     return `${out}swap ${temp} ${desired.name}\ndestroy ${temp}\n`;
   }
-  let count = 0;
-  for (const member of current.members) {
-    if (desired.has(member)) continue;
-    out += `del ${desired.name} ${member}\n`;
-    count++;
-  }
-  for (const member of desired.members()) {
-    if (current.members.has(member)) continue;
-    out += `add ${desired.name} ${member}\n`;
-    count++;
-  }
-  return memberDeltaText(desired.name, desired, count, out);
+  for (const member of current.members) if (!desired.has(member)) out += `del ${desired.name} ${member}\n`;
+  for (const member of desired.members()) if (!current.members.has(member)) out += `add ${desired.name} ${member}\n`;
+  return memberDeltaText(desired.name, desired, out);
 }
 
 /** The `-D`/`-I` lines that leave each hooked built-in with exactly our hook, first; and no stale hooks elsewhere. */

@@ -110,20 +110,17 @@ export class IpsetWriter {
       if (desired === undefined || current === undefined) continue;
       let dels = '';
       let adds = '';
-      let count = 0;
       for (const member of members) {
         const want = desired.has(member);
         if (want && !current.members.has(member)) {
           adds += `add ${name} ${member}\n`;
           this.pending.added.push([current, member]);
-          count++;
         } else if (!want && current.members.has(member)) {
           dels += `del ${name} ${member}\n`;
           this.pending.deleted.push([current, member]);
-          count++;
         }
       }
-      text += memberDeltaText(name, current, count, dels + adds);
+      text += memberDeltaText(name, current, dels + adds);
     }
     return text;
   }

@@ -102,7 +102,7 @@ describe('IpsetSession', () => {
     const io = createIpsetIo(runner, session);
     const meta = { type: 'hash:net', family: 'inet' as const, maxelem: 65536 };
     const delta = (prefix: string, count: number): string =>
-      memberDeltaText('cali4-tag-S', meta, count, Array.from({ length: count }, (_, i) => `add cali4-tag-S ${prefix}.${i >> 8}.${i & 255}\n`).join(''));
+      memberDeltaText('cali4-tag-S', meta, Array.from({ length: count }, (_, i) => `add cali4-tag-S ${prefix}.${i >> 8}.${i & 255}\n`).join(''));
     const small = delta('10.7', 3);
     expect(small.split('\n')[0]).toBe('create cali4-tag-S hash:net family inet maxelem 65536 -exist');
     expect(delta('10.5', 2)).not.toContain('create'); // too few lines to gain from it
@@ -114,7 +114,7 @@ describe('IpsetSession', () => {
     // The set in the kernel has other metadata than we believe: the declaration fails the batch
     // on either path (ipset restore stops there: none of its members went in).
     const drifted = (count: number): string =>
-      memberDeltaText('cali4-tag-S', { ...meta, type: 'hash:ip' }, count, Array.from({ length: count }, (_, i) => `add cali4-tag-S 10.8.${i >> 8}.${i & 255}\n`).join(''));
+      memberDeltaText('cali4-tag-S', { ...meta, type: 'hash:ip' }, Array.from({ length: count }, (_, i) => `add cali4-tag-S 10.8.${i >> 8}.${i & 255}\n`).join(''));
     for (const count of [3, SESSION_MAX_LINES + 1]) {
       const error = await io.apply(drifted(count)).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(CommandError);

@@ -11,7 +11,7 @@
  * the endpoints so the message alone tells the operator what to check.
  */
 import { readFileSync } from 'node:fs';
-import { Etcd3, GRPCGenericError, isRecoverableError, type IOptions } from 'etcd3';
+import { Etcd3, GRPCGenericError, isRecoverableError, type IOptions, type IRangeRequest } from 'etcd3';
 import { noop } from 'cockatiel';
 import {
   DatastoreConfigError,
@@ -20,6 +20,7 @@ import {
   DatastoreUnavailableError,
 } from './errors.js';
 import type { EtcdKv, KeyValue, ResponseOp } from './kv.js';
+import { decodeRangeResponse, type DecodedRange } from './range-response.js';
 import type { EtcdSettings } from './settings.js';
 
 export interface EtcdClientOptions {
@@ -133,4 +134,54 @@ export function etcd3Kv(client: Etcd3, settings: EtcdSettings): EtcdKv {
     },
     close: () => client.close(),
   };
+}
+
+/**
+ * What `rangeDecoded` uses of etcd3 1.1's connection pool (`Etcd3#kv`'s `client`): `exec` runs a
+ * method of a service's generated gRPC client with the pool's host choice, auth metadata
+ * (re-authenticating once on an expired token), call options and error casting; `withConnection`
+ * hands over that client.
+ */
+interface EtcdPool {
+  exec(service: 'KV', method: string, payload: unknown): Promise<unknown>;
+  withConnection(service: 'KV', use: (connection: { client: object }) => Promise<unknown>): Promise<unknown>;
+}
+
+/** The method `rangeDecoded` adds to etcd3's generated KV client class. */
+const DECODED_RANGE_METHOD = 'rangeDecoded';
+
+interface GrpcUnaryClient {
+  makeUnaryRequest(method: string, serialize: (value: unknown) => Buffer, deserialize: (bytes: Buffer) => unknown, ...rest: unknown[]): unknown;
+}
+
+/** The KV client classes already given the method. */
+const withDecodedRange = new WeakSet<object>();
+
+function poolOf(client: Etcd3): EtcdPool {
+  const pool = (client.kv as unknown as { client?: Partial<EtcdPool> }).client;
+  if (typeof pool?.exec !== 'function' || typeof pool.withConnection !== 'function') {
+    throw new Error('the etcd3 client no longer has the connection pool rangeDecoded relies on (etcd3 1.1.x)');
+  }
+  return pool as EtcdPool;
+}
+
+/**
+ * etcd's Range with the response decoded by `decodeRangeResponse` (range-response.ts) instead of
+ * protobuf.js: the agent's list, ~100k keys at start-up. Errors are etcd3's, as from
+ * `client.kv.range`.
+ */
+export async function rangeDecoded(client: Etcd3, request: IRangeRequest): Promise<DecodedRange> {
+  const pool = poolOf(client);
+  await pool.withConnection('KV', async ({ client: kv }) => {
+    const prototype = Object.getPrototypeOf(kv) as Record<string, unknown>;
+    if (withDecodedRange.has(prototype)) return;
+    const range = (kv.constructor as { service?: { Range?: { path: string; requestSerialize: (value: unknown) => Buffer } } }).service?.Range;
+    if (range === undefined) throw new Error('the etcd3 KV client has no Range method definition (etcd3 1.1.x expected)');
+    // The signature etcd3's pool calls a method with: (request, metadata, options, callback).
+    prototype[DECODED_RANGE_METHOD] = function (this: GrpcUnaryClient, ...args: unknown[]) {
+      return this.makeUnaryRequest(range.path, range.requestSerialize, decodeRangeResponse, ...args);
+    };
+    withDecodedRange.add(prototype);
+  });
+  return (await pool.exec('KV', DECODED_RANGE_METHOD, request)) as DecodedRange;
 }

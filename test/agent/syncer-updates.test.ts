@@ -158,6 +158,32 @@ test('list pages adapt to what the client accepts: pages too large are split, a 
   }
 }, 60_000);
 
+test('a list page may end on a key that is not UTF-8: the next page starts right after its bytes', async () => {
+  // Junk keys of raw bytes between profiles, one key per page: a next page started from the
+  // key's decoded text (U+FFFD for the bad bytes) would list the same key again, for ever.
+  for (const id of ['A', 'B', 'C']) await fixture.client.put(profileTagsKey(id)).value(`["${id}"]`);
+  const junk = (after: string) => Buffer.concat([Buffer.from(profileTagsKey(after)), Buffer.from([0xff, 0xc3])]);
+  for (const id of ['A', 'B']) await fixture.client.put(junk(id)).value('[]');
+  const quiet = new Writable({ write: (_chunk, _enc, done) => done() });
+  const view = new UpdateView();
+  let listed = 0;
+  const syncer = fixture.track(
+    new Syncer({
+      client: fixture.client,
+      log: pino({ level: 'silent' }, quiet),
+      pageSize: 1,
+      onUpdates: (updates) => {
+        listed += updates.length;
+        view.apply(updates);
+      },
+    }),
+  );
+  await syncer.listOnce();
+  expect([...view.profiles.keys()].sort()).toEqual(['A', 'B', 'C']);
+  expect(syncer.keyCount).toBe(3);
+  expect(listed).toBe(3);
+});
+
 test('a 5 MB value arriving on the watch (etcd limit raised) is invalid and skipped; the watch goes on', async () => {
   const big = await startEtcd({ extraArgs: ['--max-request-bytes=10485760'] });
   const client = createEtcdClient({ endpoints: [big.endpoint], tls: {} });

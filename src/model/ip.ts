@@ -35,71 +35,97 @@ function parseIpv4Parts(text: string, allowShort: boolean): number[] | undefined
   return bytes;
 }
 
+/** Value of a hex digit's character code (either case), or -1. */
+function hexDigit(code: number): number {
+  if (code >= 48 && code <= 57) return code - 48;
+  const lower = code | 0x20;
+  if (lower >= 97 && lower <= 102) return lower - 87;
+  return -1;
+}
+
+/**
+ * The 16 bytes of an IPv6 address: 1–4 hex digits per group, one `::` at most for a run of zero
+ * groups, optionally a dotted-quad IPv4 tail in place of the last two groups. One scan, no
+ * intermediate strings (endpoint values that are not in canonical form come through here).
+ */
 function parseIpv6Bytes(text: string): number[] | undefined {
-  if (!/^[0-9a-fA-F:.]+$/.test(text)) return undefined;
-  let groupsText = text;
-  if (text.includes('.')) {
-    // An embedded IPv4 tail (`::ffff:1.2.3.4`) is rewritten as its two hex groups.
-    const lastColon = text.lastIndexOf(':');
-    const v4 = parseIpv4Parts(text.slice(lastColon + 1), false);
-    if (!v4) return undefined;
-    const hi = ((v4[0]! << 8) | v4[1]!).toString(16);
-    const lo = ((v4[2]! << 8) | v4[3]!).toString(16);
-    groupsText = `${text.slice(0, lastColon + 1)}${hi}:${lo}`;
-  }
-  const halves = groupsText.split('::');
-  if (halves.length > 2) return undefined;
-  const parseGroups = (s: string): number[] | undefined => {
-    if (s === '') return [];
-    const out: number[] = [];
-    for (const g of s.split(':')) {
-      if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return undefined;
-      out.push(parseInt(g, 16));
+  const n = text.length;
+  const groups: number[] = [];
+  /** Index in `groups` where the `::` run goes, or -1. */
+  let gap = -1;
+  let i = 0;
+  if (text.charCodeAt(0) === 58) {
+    if (text.charCodeAt(1) !== 58) return undefined;
+    gap = 0;
+    i = 2;
+  } else if (n === 0) return undefined;
+  while (i < n) {
+    const start = i;
+    let value = 0;
+    for (let digit = hexDigit(text.charCodeAt(i)); digit >= 0; digit = hexDigit(text.charCodeAt(++i))) value = value * 16 + digit;
+    if (text.charCodeAt(i) === 46) {
+      // A dotted IPv4 tail (`::ffff:1.2.3.4`) is the last two groups.
+      const v4 = parseIpv4Parts(text.slice(start), false);
+      if (!v4) return undefined;
+      groups.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!);
+      break;
     }
-    return out;
-  };
-  const head = parseGroups(halves[0]!);
-  const rest = halves.length === 2 ? parseGroups(halves[1]!) : [];
-  if (!head || !rest) return undefined;
-  const explicit = head.length + rest.length;
-  let groups: number[];
-  if (halves.length === 2) {
-    if (explicit > 7) return undefined;
-    groups = [...head, ...new Array<number>(8 - explicit).fill(0), ...rest];
-  } else {
-    if (explicit !== 8) return undefined;
-    groups = head;
+    const digits = i - start;
+    if (digits === 0 || digits > 4 || groups.length === 8) return undefined;
+    groups.push(value);
+    if (i === n) break;
+    if (text.charCodeAt(i) !== 58) return undefined;
+    i++;
+    if (text.charCodeAt(i) === 58) {
+      if (gap >= 0) return undefined;
+      gap = groups.length;
+      i++;
+    } else if (i === n) return undefined;
   }
-  return groups.flatMap((g) => [g >> 8, g & 0xff]);
+  const explicit = groups.length;
+  if (gap < 0 ? explicit !== 8 : explicit > 7) return undefined;
+  const bytes = new Array<number>(16).fill(0);
+  for (let g = 0; g < explicit; g++) {
+    // Groups after the gap are right-aligned.
+    const at = gap < 0 || g < gap ? g : g + 8 - explicit;
+    bytes[2 * at] = groups[g]! >> 8;
+    bytes[2 * at + 1] = groups[g]! & 0xff;
+  }
+  return bytes;
 }
 
 function formatIpv6(bytes: number[]): string {
+  let mapped = bytes[10] === 0xff && bytes[11] === 0xff;
+  for (let i = 0; i < 10 && mapped; i++) mapped = bytes[i] === 0;
   // RFC 5952 §5: IPv4-mapped addresses keep their dotted-quad tail.
-  if (bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff) {
-    return `::ffff:${bytes.slice(12).join('.')}`;
-  }
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
+  if (mapped) return `::ffff:${bytes[12]}.${bytes[13]}.${bytes[14]}.${bytes[15]}`;
+  // The first longest run of two or more zero groups becomes `::`.
   let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
+  let bestLength = 1;
+  for (let g = 0; g < 8; ) {
+    if (bytes[2 * g] !== 0 || bytes[2 * g + 1] !== 0) {
+      g++;
       continue;
     }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
+    let end = g;
+    while (end < 8 && bytes[2 * end] === 0 && bytes[2 * end + 1] === 0) end++;
+    if (end - g > bestLength) {
+      bestStart = g;
+      bestLength = end - g;
     }
-    i = j;
+    g = end;
   }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  const left = hex.slice(0, bestStart).join(':');
-  const right = hex.slice(bestStart + bestLen).join(':');
-  return `${left}::${right}`;
+  let text = '';
+  for (let g = 0; g < 8; g++) {
+    if (g === bestStart) {
+      text += '::';
+      g += bestLength - 1;
+      continue;
+    }
+    if (text !== '' && !text.endsWith(':')) text += ':';
+    text += ((bytes[2 * g]! << 8) | bytes[2 * g + 1]!).toString(16);
+  }
+  return text;
 }
 
 export function formatIp(version: IpVersion, bytes: number[]): string {

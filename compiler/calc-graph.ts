@@ -355,9 +355,9 @@ export class CalcGraph {
     if (input === undefined) return;
     const record = this.recordOf(input.endpoint);
     this.endpoints.set(key, record);
-    for (const profile of profilesOf(record)) {
-      let members = this.members.get(profile);
-      if (members === undefined) this.members.set(profile, (members = new Set()));
+    for (let i = 0; record[i] !== ''; i++) {
+      let members = this.members.get(record[i]!);
+      if (members === undefined) this.members.set(record[i]!, (members = new Set()));
       members.add(record);
     }
     this.forEachTag(record, (tag) => this.contribute(record, tag, 1));
@@ -511,8 +511,21 @@ export class CalcGraph {
   }
 
   private recordOf(endpoint: Endpoint): EndpointRecord {
+    const { profile_ids: ids, ipv4_nets: v4, ipv6_nets: v6 } = endpoint;
+    // The usual endpoint (up to two distinct profiles, one net per family, none /0) is written
+    // straight into an array of its exact length: a cold start builds 100k of these.
+    if (ids.length <= 2 && ids[0] !== ids[1] && v4.length <= 1 && v6.length <= 1 && !v4[0]?.endsWith('/0') && !v6[0]?.endsWith('/0')) {
+      const record = new Array<string>(ids.length + v4.length + v6.length + 2);
+      let i = 0;
+      for (const id of ids) record[i++] = this.intern(id);
+      record[i++] = '';
+      if (v4.length === 1) record[i++] = detach(memberForm(v4[0]!));
+      record[i++] = '';
+      if (v6.length === 1) record[i] = detach(memberForm(v6[0]!));
+      return record;
+    }
     const usable = (nets: readonly string[]) => unique(nets.filter((net) => !net.endsWith('/0')).map((net) => detach(memberForm(net))));
-    return packRecord(unique(endpoint.profile_ids).map((id) => this.intern(id)), usable(endpoint.ipv4_nets), usable(endpoint.ipv6_nets));
+    return packRecord(unique(ids).map((id) => this.intern(id)), usable(v4), usable(v6));
   }
 
   /** Calls `visit` once per (profile of the record, tag of that profile): the record's contributions. */

@@ -318,8 +318,8 @@ export class Syncer {
     };
     // A failed list must leave the view untouched: a re-list's updates are held until it is whole.
     const held: DatastoreUpdate[] = [];
-    /** Keys this re-list saw (a first list holds nothing that could have vanished). */
-    const listed = firstSync ? undefined : new Set<string>();
+    /** Keys this list saw; not needed when we hold none that could have vanished (a first list, not a retried one). */
+    const listed = this.revisions.size === 0 ? undefined : new Set<string>();
     let readyListed = false;
     let keys = 0;
     let revision: number | undefined;

@@ -184,6 +184,38 @@ test('a list page may end on a key that is not UTF-8: the next page starts right
   expect(listed).toBe(3);
 });
 
+test('a first list that failed part-way is retried whole: a key it handed on and that vanished meanwhile is deleted', async () => {
+  for (const id of ['A', 'B', 'C']) await fixture.client.put(profileTagsKey(id)).value(`["${id}"]`);
+  // Fault injected into a real client (etcd cannot be made to fail one request on cue): its
+  // second list request deletes A in etcd, then fails as if etcd had gone away.
+  const client = createEtcdClient({ endpoints: [fixture.etcd.endpoint], tls: {} });
+  const pool = (client.kv as unknown as { client: { exec: (...args: unknown[]) => Promise<unknown> } }).client;
+  const exec = pool.exec.bind(pool);
+  let calls = 0;
+  pool.exec = async (...args: unknown[]) => {
+    calls += 1;
+    if (calls === 2) {
+      await fixture.client.delete().key(profileTagsKey('A'));
+      throw new Error('injected: etcd went away mid-list');
+    }
+    return exec(...args);
+  };
+  try {
+    const quiet = new Writable({ write: (_chunk, _enc, done) => done() });
+    const view = new UpdateView();
+    const syncer = fixture.track(
+      new Syncer({ client, log: pino({ level: 'silent' }, quiet), pageSize: 1, backoffInitialMs: 10, backoffMaxMs: 20, onUpdates: (updates) => view.apply(updates) }),
+    );
+    syncer.start();
+    await syncer.waitForInSync();
+    expect(calls).toBeGreaterThan(2);
+    expect([...view.profiles.keys()].sort()).toEqual(['B', 'C']);
+    expect(syncer.keyCount).toBe(2);
+  } finally {
+    client.close();
+  }
+});
+
 test('a 5 MB value arriving on the watch (etcd limit raised) is invalid and skipped; the watch goes on', async () => {
   const big = await startEtcd({ extraArgs: ['--max-request-bytes=10485760'] });
   const client = createEtcdClient({ endpoints: [big.endpoint], tls: {} });

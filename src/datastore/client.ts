@@ -9,6 +9,11 @@
  *
  * `toDatastoreError` maps whatever etcd3/gRPC threw into the typed errors of errors.ts, naming
  * the endpoints so the message alone tells the operator what to check.
+ *
+ * `rangeDecoded` is etcd's Range through the same client (its hosts, auth, deadlines and error
+ * casting) with the response decoded by range-response.ts: the agent's list. It reaches into
+ * etcd3 1.1 (the connection pool behind `kv`, the generated KV client class, to which it adds one
+ * method); if those change, it throws at its first call, and the syncer tests fail.
  */
 import { readFileSync } from 'node:fs';
 import { Etcd3, GRPCGenericError, isRecoverableError, type IOptions, type IRangeRequest } from 'etcd3';

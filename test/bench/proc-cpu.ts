@@ -36,7 +36,7 @@ function timesOf(pid: number | 'self'): ProcTimes | undefined {
 }
 
 /** Direct children of a process (all its threads' children). */
-export function childrenOf(pid: number | 'self'): number[] {
+function childrenOf(pid: number | 'self'): number[] {
   const out: number[] = [];
   let tasks: string[];
   try {
@@ -68,11 +68,6 @@ export function treeCpuSeconds(pid: number): { process: number; descendants: num
     pending.push(...childrenOf(child));
   }
   return { process: root.self, descendants };
-}
-
-/** CPU seconds of this process's reaped children so far (grows when a child tree is reaped). */
-export function reapedChildrenCpuSeconds(): number {
-  return timesOf('self')?.reaped ?? 0;
 }
 
 /** The pid of a direct child of this process whose command name is `comm` (e.g. etcd). */

@@ -159,8 +159,8 @@ interface GrpcUnaryClient {
   makeUnaryRequest(method: string, serialize: (value: unknown) => Buffer, deserialize: (bytes: Buffer) => unknown, ...rest: unknown[]): unknown;
 }
 
-/** The KV client classes already given the method. */
-const withDecodedRange = new WeakSet<object>();
+/** Pools whose KV client class is known to have the method: their calls go straight to `exec`. */
+const readyPools = new WeakSet<EtcdPool>();
 
 function poolOf(client: Etcd3): EtcdPool {
   const pool = (client.kv as unknown as { client?: Partial<EtcdPool> }).client;
@@ -177,16 +177,18 @@ function poolOf(client: Etcd3): EtcdPool {
  */
 export async function rangeDecoded(client: Etcd3, request: IRangeRequest): Promise<DecodedRange> {
   const pool = poolOf(client);
-  await pool.withConnection('KV', async ({ client: kv }) => {
-    const prototype = Object.getPrototypeOf(kv) as Record<string, unknown>;
-    if (withDecodedRange.has(prototype)) return;
-    const range = (kv.constructor as { service?: { Range?: { path: string; requestSerialize: (value: unknown) => Buffer } } }).service?.Range;
-    if (range === undefined) throw new Error('the etcd3 KV client has no Range method definition (etcd3 1.1.x expected)');
-    // The signature etcd3's pool calls a method with: (request, metadata, options, callback).
-    prototype[DECODED_RANGE_METHOD] = function (this: GrpcUnaryClient, ...args: unknown[]) {
-      return this.makeUnaryRequest(range.path, range.requestSerialize, decodeRangeResponse, ...args);
-    };
-    withDecodedRange.add(prototype);
-  });
+  if (!readyPools.has(pool)) {
+    await pool.withConnection('KV', async ({ client: kv }) => {
+      const prototype = Object.getPrototypeOf(kv) as Record<string, unknown>;
+      if (typeof prototype[DECODED_RANGE_METHOD] === 'function') return;
+      const range = (kv.constructor as { service?: { Range?: { path: string; requestSerialize: (value: unknown) => Buffer } } }).service?.Range;
+      if (range === undefined) throw new Error('the etcd3 KV client has no Range method definition (etcd3 1.1.x expected)');
+      // The signature etcd3's pool calls a method with: (request, metadata, options, callback).
+      prototype[DECODED_RANGE_METHOD] = function (this: GrpcUnaryClient, ...args: unknown[]) {
+        return this.makeUnaryRequest(range.path, range.requestSerialize, decodeRangeResponse, ...args);
+      };
+    });
+    readyPools.add(pool);
+  }
   return (await pool.exec('KV', DECODED_RANGE_METHOD, request)) as DecodedRange;
 }

@@ -2,12 +2,14 @@
  * The interactive ipset session against real ipset in a network namespace: batches apply in
  * order and resolve when done, an error line fails its own batch only (with the input and the
  * error), a killed session fails what is in flight and the next batch starts a new one, and the
- * ipset IO routes small updates through the session and large ones through `ipset restore`.
+ * ipset IO routes small updates through the session and large ones through `ipset restore`, in
+ * several calls when they create many sets (the first failing call ends the restore).
  */
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CommandError, createCommandRunner } from '../../../agent/dataplane/command-runner.js';
 import { IpsetSession } from '../../../agent/dataplane/ipset-session.js';
-import { SESSION_MAX_LINES, createIpsetIo } from '../../../agent/dataplane/ipsets.js';
+import { MAX_SETS_PER_RESTORE, SESSION_MAX_LINES, createIpsetIo, splitRestoreInput } from '../../../agent/dataplane/ipsets.js';
 import { memberDeltaText } from '../../../compiler/index.js';
 import { createNetns, type Netns } from '../../helpers/netns.js';
 import { recording } from './recording-runner.js';
@@ -142,6 +144,63 @@ describe('IpsetSession', () => {
       expect(missing.usable).toBe(false);
     } finally {
       process.env.PATH = path;
+    }
+  });
+});
+
+describe('ipset restore in parts', () => {
+  const line = fc.oneof(
+    fc.nat(9).map((n) => `create cali4-tag-${n} hash:net family inet\n`),
+    fc.nat(9).map((n) => `add cali4-tag-${n} 192.0.2.${n}\n`),
+    fc.constantFrom('destroy cali4-tag-1\n', 'swap cali4-tmp-1 cali4-tag-1\n', '\n', 'create-not-a-create x\n'),
+  );
+
+  it('cuts restore text at create lines into parts of at most maxSets creates that join back to it', () => {
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 60 }), fc.boolean(), fc.integer({ min: 1, max: 5 }), (lines, unterminated, maxSets) => {
+        const input = lines.join('').slice(0, unterminated ? -1 : undefined);
+        const parts = splitRestoreInput(input, maxSets);
+        expect(parts.join('')).toBe(input);
+        const creates = (text: string): number => text.split('\n').filter((l) => l.startsWith('create ')).length;
+        for (const [index, part] of parts.entries()) {
+          expect(creates(part)).toBeLessThanOrEqual(maxSets);
+          if (index > 0) expect(part.startsWith('create ')).toBe(true);
+          if (index < parts.length - 1) expect(creates(part)).toBe(maxSets);
+        }
+        expect(parts.length).toBe(Math.max(1, Math.ceil(creates(input) / maxSets)));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('a restore creating many sets runs in several ipset restore calls, in order; a failing call ends it', async () => {
+    const runner = recording(createCommandRunner({ netns: ns.name }));
+    const io = createIpsetIo(runner, session);
+    const count = 2 * MAX_SETS_PER_RESTORE + 1;
+    const name = (i: number): string => `cali4-tag-P${i}`;
+    const setNames = async (): Promise<string[]> => (await ns.exec(['ipset', 'list', '-n'])).stdout.split('\n');
+    try {
+      const input = Array.from({ length: count }, (_, i) => `create ${name(i)} hash:net family inet\nadd ${name(i)} 10.4.${i >> 8}.${i & 255}\n`).join('');
+      await io.apply(input);
+      expect(runner.commands.map((c) => c.argv)).toEqual([['ipset', 'restore'], ['ipset', 'restore'], ['ipset', 'restore']]);
+      expect(runner.commands.map((c) => c.input).join('')).toBe(input);
+      const saved = (await ns.exec(['ipset', 'save'])).stdout;
+      for (let i = 0; i < count; i++) expect(saved).toContain(`add ${name(i)} 10.4.${i >> 8}.${i & 255}\n`);
+
+      // The second part fails at its first line: the third is not run.
+      runner.commands.length = 0;
+      const again = Array.from({ length: count }, (_, i) => `create ${name(i)}-b hash:net family inet\n`);
+      again[MAX_SETS_PER_RESTORE] = `create ${name(0)} hash:ip family inet\n`; // exists with another type
+      const error = await io.apply(again.join('')).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(CommandError);
+      expect((error as CommandError).stderr).toMatch(/already exists/);
+      expect(runner.commands).toHaveLength(2);
+      const after = await setNames();
+      expect(after).toContain(`${name(MAX_SETS_PER_RESTORE - 1)}-b`);
+      expect(after).not.toContain(`${name(MAX_SETS_PER_RESTORE + 1)}-b`);
+    } finally {
+      const made = (await setNames()).filter((set) => set.startsWith('cali4-tag-P'));
+      await ns.exec(['ipset', 'restore'], { input: made.map((set) => `destroy ${set}\n`).join('') });
     }
   });
 });

@@ -1,7 +1,8 @@
 /**
  * Backend detection (legacy vs nft): canaries, rule counts, the host's own iptables on a tie,
- * against real save tools in namespaces populated with legacy and/or nft rules; plus strict
- * configured backends and the plain-name fallback.
+ * the nft tables left unread when empty legacy tables on an nft host decide, against real save
+ * tools in namespaces populated with legacy and/or nft rules; plus strict configured backends and
+ * the plain-name fallback.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCommandRunner } from '../../../agent/dataplane/command-runner.js';
@@ -66,14 +67,28 @@ describe('selectIptablesBackend (auto)', () => {
     const real = createCommandRunner({ netns: empty.name });
     const hostVersion = (await real.run(['iptables', '--version'])).stdout;
     const expected = hostVersion.includes('(nf_tables)') ? 'nft' : 'legacy';
-    expect(await selectIptablesBackend(real, 'auto')).toMatchObject({ mode: expected, reason: 'host-default', legacyRules: 0, nftRules: 0 });
-    expect((await selectIptablesBackend(hostIptablesIs(real, 'nf_tables'), 'auto')).mode).toBe('nft');
-    expect((await selectIptablesBackend(hostIptablesIs(real, 'legacy'), 'auto')).mode).toBe('legacy');
+    expect((await selectIptablesBackend(real, 'auto')).mode).toBe(expected);
+    expect(await selectIptablesBackend(hostIptablesIs(real, 'legacy'), 'auto')).toMatchObject({ mode: 'legacy', reason: 'host-default', legacyRules: 0, nftRules: 0 });
+    // Empty legacy tables and an nft host: nft by every rule, without reading the nft tables.
+    const unread = await selectIptablesBackend(hostIptablesIs(real, 'nf_tables'), 'auto');
+    expect(unread).toMatchObject({ mode: 'nft', reason: 'legacy-empty', legacyRules: 0 });
+    expect(unread).not.toHaveProperty('nftRules');
     const tie = await namespaceWith(3, 3);
     expect(await selectIptablesBackend(hostIptablesIs(createCommandRunner({ netns: tie.name }), 'nf_tables'), 'auto')).toMatchObject({
       mode: 'nft',
       reason: 'host-default',
     });
+  });
+
+  it('empty legacy tables on an nft host: nft, the nft tables unread; on a legacy host they are counted', async () => {
+    const ns = await namespaceWith(0, 5);
+    const nftHost = recording(hostIptablesIs(createCommandRunner({ netns: ns.name }), 'nf_tables'));
+    expect(await selectIptablesBackend(nftHost, 'auto')).toMatchObject({ mode: 'nft', reason: 'legacy-empty', legacyRules: 0 });
+    expect(nftHost.commands.map((c) => c.argv[0])).toEqual(expect.arrayContaining(['ip6tables-legacy-save', 'iptables-legacy-save']));
+    expect(nftHost.commands.filter((c) => c.argv[0]!.includes('-nft-save'))).toEqual([]);
+    const legacyHost = recording(hostIptablesIs(createCommandRunner({ netns: ns.name }), 'legacy'));
+    expect(await selectIptablesBackend(legacyHost, 'auto')).toMatchObject({ mode: 'nft', reason: 'more-rules', legacyRules: 0, nftRules: 5 });
+    expect(legacyHost.commands.map((c) => c.argv[0])).toEqual(expect.arrayContaining(['ip6tables-nft-save', 'iptables-nft-save']));
   });
 
   it('a kube canary chain decides before the rule counts', async () => {

@@ -130,6 +130,11 @@ async function scanVariant(runner: CommandRunner, mode: IptablesMode, exists: Bi
   return scan;
 }
 
+/** The variant the host's own `iptables` command is, if it has one that says. */
+async function hostVariant(runner: CommandRunner, exists: BinaryExists): Promise<IptablesMode | undefined> {
+  return (await exists('iptables')) ? variantOf(runner, 'iptables') : undefined;
+}
+
 /** Pure decision rule of `auto` (see the header), exported for tests. */
 export function chooseMode(
   legacy: VariantScan,
@@ -150,10 +155,7 @@ export async function selectIptablesBackend(
   let mode: IptablesMode;
   let detection: Pick<IptablesBackend, 'reason' | 'legacyRules' | 'nftRules'> = {};
   if (setting === 'auto') {
-    const [legacy, hostDefault] = await Promise.all([
-      scanVariant(runner, 'legacy', exists),
-      (async () => ((await exists('iptables')) ? await variantOf(runner, 'iptables') : undefined))(),
-    ]);
+    const [legacy, hostDefault] = await Promise.all([scanVariant(runner, 'legacy', exists), hostVariant(runner, exists)]);
     if (!legacy.canary && legacy.rules === 0 && hostDefault === 'nft') {
       mode = 'nft';
       detection = { reason: 'legacy-empty', legacyRules: 0 };
